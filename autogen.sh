@@ -1,0 +1,7 @@
+#!/bin/sh
+# SPDX-License-Identifier: ISC
+# Regenerates the build system from configure.ac and Makefile.am.
+set -e
+cd "$(dirname "$0")"
+mkdir -p m4
+autoreconf -fi

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: ISC */
+/* Small, locale-independent string helpers. */
+#include "core.h"
+
+#include <errno.h>
+#include <string.h>
+
+static int
+lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+bool
+osp_str_eqi(const char *a, const char *b)
+{
+	for (; *a != '\0' && *b != '\0'; a++, b++)
+		if (lower((unsigned char)*a) != lower((unsigned char)*b))
+			return false;
+	return *a == *b;
+}
+
+bool
+osp_str_has_prefix_i(const char *s, const char *prefix)
+{
+	for (; *prefix != '\0'; s++, prefix++)
+		if (lower((unsigned char)*s) != lower((unsigned char)*prefix))
+			return false;
+	return true;
+}
+
+size_t
+osp_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+
+	if (size > 0) {
+		size_t n = len < size - 1 ? len : size - 1;
+
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+int
+osp_str_to_u64(const char *s, uint64_t max, uint64_t *val_r)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -EINVAL;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		if (v > (max - (uint64_t)(*s - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*val_r = v;
+	return OSP_OK;
+}

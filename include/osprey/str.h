@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: ISC */
+/* Small string helpers used across the core and modules. */
+#ifndef OSPREY_STR_H
+#define OSPREY_STR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ASCII case-insensitive comparisons (locale-independent). */
+bool	osp_str_eqi(const char *a, const char *b);
+bool	osp_str_has_prefix_i(const char *s, const char *prefix);
+/* strlcpy semantics: returns strlen(src); dst always terminated if size>0. */
+size_t	osp_strlcpy(char *dst, const char *src, size_t size);
+/* Parses an unsigned decimal integer of the whole string, <= max.
+ * Returns OSP_OK or -EINVAL / -ERANGE. */
+int	osp_str_to_u64(const char *s, uint64_t max, uint64_t *val_r);
+
+#endif

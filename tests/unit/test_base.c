@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: ISC */
+/* Unit tests: pools, buffers, strings, error text, log value escaping. */
+#include "core.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static int cleanup_order[8];
+static int ncleanups;
+
+static void
+record_cleanup(void *arg)
+{
+	cleanup_order[ncleanups++] = *(int *)arg;
+}
+
+static void
+test_pool_cleanup_order(void)
+{
+	static int one = 1, two = 2, three = 3, child = 4;
+	struct osp_pool *p = osp_pool_new(NULL), *c = osp_pool_new(p);
+	void *h;
+
+	ncleanups = 0;
+	osp_pool_cleanup_add(p, record_cleanup, &one);
+	h = osp_pool_cleanup_add(p, record_cleanup, &two);
+	osp_pool_cleanup_add(p, record_cleanup, &three);
+	osp_pool_cleanup_add(c, record_cleanup, &child);
+	osp_pool_cleanup_cancel(p, h);
+	osp_pool_free(p);
+	/* Own cleanups newest first, then children. */
+	CU_ASSERT_EQUAL(ncleanups, 3);
+	CU_ASSERT_EQUAL(cleanup_order[0], 3);
+	CU_ASSERT_EQUAL(cleanup_order[1], 1);
+	CU_ASSERT_EQUAL(cleanup_order[2], 4);
+}
+
+static void
+test_pool_alloc(void)
+{
+	struct osp_pool *p = osp_pool_new(NULL), *c;
+	char *big, *s;
+	size_t i;
+
+	for (i = 0; i < 10000; i++) {
+		long *x = osp_palloc(p, sizeof(long) * (i % 7 + 1));
+
+		CU_ASSERT_EQUAL((uintptr_t)x % _Alignof(max_align_t), 0);
+		*x = (long)i;
+	}
+	big = osp_pcalloc(p, 1, 100000);
+	CU_ASSERT_EQUAL(big[99999], 0);
+	s = osp_psprintf(p, "%s-%d", "abc", 42);
+	CU_ASSERT_STRING_EQUAL(s, "abc-42");
+	CU_ASSERT_STRING_EQUAL(osp_pstrndup(p, "abcdef", 3), "abc");
+	CU_ASSERT_STRING_EQUAL(osp_pstrndup(p, "ab", 30), "ab");
+	/* A child freed alone unlinks from its parent. */
+	c = osp_pool_new(p);
+	osp_palloc(c, 10);
+	osp_pool_free(c);
+	c = osp_pool_new(p);
+	osp_pool_free(p);
+	osp_pool_free(NULL);
+}
+
+static void
+test_buf(void)
+{
+	struct osp_buf b = { 0 };
+	int i;
+
+	osp_buf_puts(&b, "hello");
+	osp_buf_putc(&b, ' ');
+	osp_buf_printf(&b, "%d", 12345);
+	CU_ASSERT_STRING_EQUAL(b.data, "hello 12345");
+	CU_ASSERT_EQUAL(b.len, 11);
+	osp_buf_consume(&b, 6);
+	CU_ASSERT_STRING_EQUAL(b.data, "12345");
+	for (i = 0; i < 1000; i++)
+		osp_buf_append(&b, "0123456789", 10);
+	CU_ASSERT_EQUAL(b.len, 10005);
+	CU_ASSERT(b.size > b.len);
+	CU_ASSERT_EQUAL(b.data[b.len], '\0');
+	osp_buf_consume(&b, 100000);
+	CU_ASSERT_EQUAL(b.len, 0);
+	osp_buf_deinit(&b);
+	CU_ASSERT_PTR_NULL(b.data);
+}
+
+static void
+test_str(void)
+{
+	char small[4];
+	uint64_t v;
+
+	CU_ASSERT(osp_str_eqi("EHLO", "ehlo"));
+	CU_ASSERT(!osp_str_eqi("EHLO", "ehl"));
+	CU_ASSERT(osp_str_has_prefix_i("MAIL FROM:<a>", "mail from:"));
+	CU_ASSERT(!osp_str_has_prefix_i("MAIL", "mail from:"));
+	CU_ASSERT_EQUAL(osp_strlcpy(small, "abcdef", sizeof(small)), 6);
+	CU_ASSERT_STRING_EQUAL(small, "abc");
+	CU_ASSERT_EQUAL(osp_str_to_u64("18446744073709551615", UINT64_MAX, &v),
+	    OSP_OK);
+	CU_ASSERT_EQUAL(v, UINT64_MAX);
+	CU_ASSERT_EQUAL(osp_str_to_u64("18446744073709551616", UINT64_MAX, &v),
+	    -ERANGE);
+	CU_ASSERT_EQUAL(osp_str_to_u64("100", 99, &v), -ERANGE);
+	CU_ASSERT_EQUAL(osp_str_to_u64("", 99, &v), -EINVAL);
+	CU_ASSERT_EQUAL(osp_str_to_u64("1x", 99, &v), -EINVAL);
+	CU_ASSERT_EQUAL(osp_str_to_u64("-1", 99, &v), -EINVAL);
+}
+
+static void
+test_strerror(void)
+{
+	CU_ASSERT_STRING_EQUAL(osp_strerror(OSP_OK), "success");
+	CU_ASSERT_STRING_EQUAL(osp_strerror(OSP_EBOGUS),
+	    "DNSSEC validation failed");
+	CU_ASSERT_STRING_EQUAL(osp_strerror(-ENOENT), strerror(ENOENT));
+	CU_ASSERT_STRING_EQUAL(osp_strerror(-99999), "unknown error");
+}
+
+static void
+test_log_safe(void)
+{
+	static const struct {
+		const char	*in;
+		size_t		 len;
+		size_t		 size;
+		const char	*out;
+	} cases[] = {
+		{ "plain", 5, 64, "plain" },
+		{ "two words", 9, 64, "\"two words\"" },
+		{ "a\r\nb", 4, 64, "a\\x0d\\x0ab" },
+		{ "q\"b\\", 4, 64, "q\\\"b\\\\" },
+		{ "nul\0x", 5, 64, "nul\\x00x" },
+		{ "\xc3\xa9", 2, 64, "\\xc3\\xa9" },
+		{ "k=v", 3, 64, "\"k=v\"" },
+		{ "abcdefghijklmnop", 16, 12, "abcdef..." },
+		{ "", 0, 64, "" },
+	};
+	char buf[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		osp_log_safe(buf, cases[i].size, cases[i].in, cases[i].len);
+		CU_ASSERT_STRING_EQUAL(buf, cases[i].out);
+		CU_ASSERT(strlen(buf) < cases[i].size);
+	}
+}
+
+static void
+test_id(void)
+{
+	uint64_t a = osp_id_new(), b = osp_id_new();
+	char s[32];
+
+	CU_ASSERT(a != 0 && b != 0 && a != b);
+	snprintf(s, sizeof(s), OSP_ID_FMT, OSP_ID_ARG(1));
+	CU_ASSERT_STRING_EQUAL(s, "0000000000000001");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct osp_test tests[] = {
+		OSP_TEST(test_pool_cleanup_order),
+		OSP_TEST(test_pool_alloc),
+		OSP_TEST(test_buf),
+		OSP_TEST(test_str),
+		OSP_TEST(test_strerror),
+		OSP_TEST(test_log_safe),
+		OSP_TEST(test_id),
+		OSP_TEST_END,
+	};
+
+	return osp_test_main(argc, argv, "base", tests);
+}
