@@ -36,6 +36,10 @@ static struct log_settings default_settings = {
 };
 static _Atomic(struct log_settings *) settings = &default_settings;
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The log file keeps one descriptor number for the process's life: a
+ * reload (or log rotation) dup2()s the new file onto it, so threads
+ * writing meanwhile never see a closed or reused descriptor. */
+static int log_file_fd = -1;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
@@ -70,22 +74,35 @@ osp_log_configure(const struct osp_core_conf *cc, const char **error_r)
 	s->target = cc->log.target;
 	s->fd = STDERR_FILENO;
 	if (s->target == OSP_LOGT_FILE) {
+		static char msg[512];
+		int fd, e;
+
 		if (cc->log.file == NULL) {
 			*error_r = "log: target file needs log.file";
 			free(s);
 			return OSP_ECONFIG;
 		}
-		s->fd = open(cc->log.file,
+		fd = open(cc->log.file,
 		    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (s->fd == -1) {
-			static char msg[512];
-
+		if (fd != -1 && log_file_fd != -1 &&
+		    dup3(fd, log_file_fd, O_CLOEXEC) == -1) {
+			e = errno;
+			close(fd);
+			fd = -1;
+			errno = e;
+		} else if (fd != -1 && log_file_fd != -1) {
+			close(fd);
+			fd = log_file_fd;
+		}
+		if (fd == -1) {
+			e = errno;
 			snprintf(msg, sizeof(msg), "log: open %s: %s",
-			    cc->log.file, strerror(errno));
+			    cc->log.file, strerror(e));
 			*error_r = msg;
 			free(s);
-			return -errno;
+			return -e;
 		}
+		log_file_fd = s->fd = fd;
 	} else if (s->target == OSP_LOGT_SYSLOG)
 		openlog("osprey", LOG_PID | LOG_NDELAY, LOG_MAIL);
 	s->debug = osp_calloc(cc->log.debug.n + 1, sizeof(char *));

@@ -53,6 +53,24 @@ static size_t			 hooks_size[OSP_HOOK_MAX_];
 /* ------------------------------------------------------------------ */
 /* Transports                                                           */
 
+static bool
+transport_name_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++, n++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		    *s == '-'))
+			return false;
+	return n >= 1 && n <= 64;
+}
+
+bool
+osp_transport_name_valid(const char *name)
+{
+	return transport_name_chars(name) && strcmp(name, "direct") != 0;
+}
+
 int
 osp_transport_add(struct osp_module_ctx *ctx, const struct osp_transport *t)
 {
@@ -61,7 +79,7 @@ osp_transport_add(struct osp_module_ctx *ctx, const struct osp_transport *t)
 
 	if ((rc = osp_module_may_register(ctx, "transport")) != OSP_OK)
 		return rc;
-	if (t == NULL || t->name == NULL || *t->name == '\0' ||
+	if (t == NULL || t->name == NULL || !transport_name_chars(t->name) ||
 	    t->deliver == NULL)
 		return -EINVAL;
 	for (i = 0; i < ntransports; i++) {

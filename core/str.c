@@ -60,3 +60,26 @@ osp_str_to_u64(const char *s, uint64_t max, uint64_t *val_r)
 	*val_r = v;
 	return OSP_OK;
 }
+
+bool
+osp_str_is_hostname(const char *s)
+{
+	size_t label = 0, total = 0;
+	char prev = '.';
+
+	for (; *s != '\0'; s++, total++) {
+		if (*s == '.') {
+			if (label == 0 || prev == '-')
+				return false;
+			label = 0;
+		} else if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' &&
+		    *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		    (*s == '-' && label > 0)) {
+			if (++label > 63)
+				return false;
+		} else
+			return false;
+		prev = *s;
+	}
+	return total > 0 && total <= 253 && label > 0 && prev != '-';
+}

@@ -12,6 +12,10 @@ bool	osp_str_eqi(const char *a, const char *b);
 bool	osp_str_has_prefix_i(const char *s, const char *prefix);
 /* strlcpy semantics: returns strlen(src); dst always terminated if size>0. */
 size_t	osp_strlcpy(char *dst, const char *src, size_t size);
+/* Whether s is a DNS host name in ASCII (RFC 1123 §2.1): labels of 1-63
+ * letters, digits and inner hyphens, 253 characters at most, no trailing
+ * dot. */
+bool	osp_str_is_hostname(const char *s);
 /* Parses an unsigned decimal integer of the whole string, <= max.
  * Returns OSP_OK or -EINVAL / -ERANGE. */
 int	osp_str_to_u64(const char *s, uint64_t max, uint64_t *val_r);

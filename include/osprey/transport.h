@@ -3,6 +3,8 @@
 #ifndef OSPREY_TRANSPORT_H
 #define OSPREY_TRANSPORT_H
 
+#include <stdbool.h>
+
 struct osp_module_ctx;
 struct osp_delivery;	/* one attempt for one recipient domain (queue) */
 
@@ -22,6 +24,10 @@ struct osp_transport {
  * Returns OSP_OK or -EEXIST when the name is taken. */
 int	osp_transport_add(struct osp_module_ctx *ctx,
 	    const struct osp_transport *t);
+/* Whether `name` may name a module's transport: 1 to 64 of [a-z0-9-],
+ * and not "direct" (the core's). For check() of modules declaring
+ * transports in their config; any thread. */
+bool	osp_transport_name_valid(const char *name);
 /* Looks up a registered transport by name, or NULL. Main thread. */
 const struct osp_transport *osp_transport_find(const char *name);
 

@@ -79,31 +79,6 @@ static const struct osp_conf_def smtp_listener_defs[] = {
 	OSP_CONF_END
 };
 
-/* RFC 5321 §4.1.2 Domain: dot-separated labels of letters, digits and
- * hyphens, not starting or ending with a hyphen. */
-static bool
-smtp_valid_domain(const char *s)
-{
-	size_t label = 0, total = 0;
-	char prev = '.';
-
-	for (; *s != '\0'; s++, total++) {
-		if (*s == '.') {
-			if (label == 0 || prev == '-')
-				return false;
-			label = 0;
-		} else if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' &&
-		    *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		    (*s == '-' && label > 0)) {
-			if (++label > 63)
-				return false;
-		} else
-			return false;
-		prev = *s;
-	}
-	return total > 0 && total <= 253 && label > 0 && prev != '-';
-}
-
 static int
 smtp_check(struct osp_module_ctx *ctx, void *confp)
 {
@@ -111,7 +86,7 @@ smtp_check(struct osp_module_ctx *ctx, void *confp)
 	const char *p;
 	int rc = OSP_OK;
 
-	if (conf->hostname != NULL && !smtp_valid_domain(conf->hostname)) {
+	if (conf->hostname != NULL && !osp_str_is_hostname(conf->hostname)) {
 		osp_module_conf_error(ctx, &conf->hostname,
 		    "not a valid domain name");
 		rc = OSP_ECONFIG;

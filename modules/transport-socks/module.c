@@ -56,18 +56,6 @@ static const struct osp_conf_def socks_conf_defs[] = {
 	OSP_CONF_END
 };
 
-static bool
-socks_valid_name(const char *s)
-{
-	if (*s == '\0' || strcmp(s, "direct") == 0)
-		return false;
-	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-		    *s == '-'))
-			return false;
-	return true;
-}
-
 static int
 socks_check(struct osp_module_ctx *ctx, void *confp)
 {
@@ -82,7 +70,7 @@ socks_check(struct osp_module_ctx *ctx, void *confp)
 		it = &OSP_CONF_ITEM(&conf->transports,
 		    struct osp_conf_map_item, i);
 		t = it->value;
-		if (!socks_valid_name(it->name)) {
+		if (!osp_transport_name_valid(it->name)) {
 			osp_module_conf_error(ctx, t, "transport name must be "
 			    "lower-case letters, digits and '-', and not "
 			    "\"direct\"");

@@ -84,18 +84,6 @@ static const struct osp_conf_def subm_conf_defs[] = {
 
 /* Transport names are referenced from routes: [a-z0-9-], and "direct"
  * belongs to the core. */
-static bool
-subm_valid_name(const char *s)
-{
-	if (*s == '\0' || strcmp(s, "direct") == 0)
-		return false;
-	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-		    *s == '-'))
-			return false;
-	return true;
-}
-
 static int
 subm_check(struct osp_module_ctx *ctx, void *confp)
 {
@@ -109,7 +97,7 @@ subm_check(struct osp_module_ctx *ctx, void *confp)
 		it = &OSP_CONF_ITEM(&conf->transports,
 		    struct osp_conf_map_item, i);
 		t = it->value;
-		if (!subm_valid_name(it->name)) {
+		if (!osp_transport_name_valid(it->name)) {
 			osp_module_conf_error(ctx, t, "transport name must be "
 			    "lower-case letters, digits and '-', and not "
 			    "\"direct\"");

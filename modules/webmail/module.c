@@ -74,29 +74,6 @@ webmail_valid_path(const char *p)
 	}
 }
 
-static bool
-webmail_valid_host(const char *s)
-{
-	size_t label = 0;
-
-	if (*s == '\0' || strlen(s) > 253)
-		return false;
-	for (; *s != '\0'; s++) {
-		if (*s == '.') {
-			if (label == 0 || s[-1] == '-')
-				return false;
-			label = 0;
-		} else if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' &&
-		    *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		    (*s == '-' && label > 0)) {
-			if (++label > 63)
-				return false;
-		} else
-			return false;
-	}
-	return label > 0 && s[-1] != '-';
-}
-
 static int
 webmail_check(struct osp_module_ctx *ctx, void *confp)
 {
@@ -110,7 +87,7 @@ webmail_check(struct osp_module_ctx *ctx, void *confp)
 		rc = OSP_ECONFIG;
 	}
 	if (conf->content_host != NULL &&
-	    !webmail_valid_host(conf->content_host)) {
+	    !osp_str_is_hostname(conf->content_host)) {
 		osp_module_conf_error(ctx, &conf->content_host,
 		    "not a valid host name");
 		rc = OSP_ECONFIG;

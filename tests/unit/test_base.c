@@ -113,6 +113,39 @@ test_str(void)
 }
 
 static void
+test_hostname(void)
+{
+	static const struct {
+		const char	*in;
+		bool		 ok;
+	} cases[] = {
+		{ "mail.example.org", true }, { "localhost", true },
+		{ "a-b.c0", true }, { "MX1.Example.ORG", true },
+		{ "", false }, { ".", false }, { "example.org.", false },
+		{ "-a.org", false }, { "a-.org", false }, { "a..org", false },
+		{ "a_b.org", false }, { "a b", false }, { "\xc3\xa9.org", false },
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+		  "org", true },	/* 63-character label */
+		{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa."
+		  "org", false },	/* 64 */
+	};
+	char long_name[300];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CU_ASSERT_EQUAL(osp_str_is_hostname(cases[i].in), cases[i].ok);
+	/* 253 characters pass, 254 do not. */
+	for (i = 0; i < 253; i++)
+		long_name[i] = i % 2 == 0 ? 'a' : '.';
+	long_name[253] = '\0';
+	CU_ASSERT(osp_str_is_hostname(long_name));
+	long_name[253] = 'b';
+	long_name[254] = '\0';
+	long_name[252] = 'a';
+	CU_ASSERT(!osp_str_is_hostname(long_name));
+}
+
+static void
 test_strerror(void)
 {
 	CU_ASSERT_STRING_EQUAL(osp_strerror(OSP_OK), "success");
@@ -152,6 +185,51 @@ test_log_safe(void)
 }
 
 static void
+test_log_file(void)
+{
+	const char *cats[] = { "dns" };
+	struct osp_core_conf cc;
+	const char *error;
+	char path[4200], text[4096];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/osprey.log", osp_test_tmpdir());
+	memset(&cc, 0, sizeof(cc));
+	cc.log.level = OSP_LOG_INFO;
+	cc.log.target = OSP_LOGT_FILE;
+	cc.log.file = path;
+	cc.log.debug.n = 1;
+	cc.log.debug.items = cats;
+	CU_ASSERT_FATAL(osp_log_configure(&cc, &error) == OSP_OK);
+	osp_log_info("smtp", OSP_ID_FMT " connected address=%s",
+	    OSP_ID_ARG(0x3f2a9c01d2e4b7a0ULL), "192.0.2.7");
+	osp_log_debug("smtp", "hidden: smtp debug is off");
+	osp_log_debug("dns", "shown: dns debug is on");
+	osp_log_warn("core", "careful");
+	CU_ASSERT(osp_log_debug_enabled("dns"));
+	CU_ASSERT(!osp_log_debug_enabled("smtp"));
+	f = fopen(path, "r");
+	CU_ASSERT_FATAL(f != NULL);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	/* `<time> <level> <category> <message>`, one line each. */
+	CU_ASSERT(strstr(text, "Z info smtp 3f2a9c01d2e4b7a0 connected "
+	    "address=192.0.2.7\n") != NULL);
+	CU_ASSERT(strstr(text, "Z debug dns shown: dns debug is on\n") != NULL);
+	CU_ASSERT(strstr(text, "Z warn core careful\n") != NULL);
+	CU_ASSERT(strstr(text, "hidden") == NULL);
+	/* A file that cannot be opened is an error naming it. */
+	cc.log.file = "/nonexistent/dir/osprey.log";
+	CU_ASSERT(osp_log_configure(&cc, &error) != OSP_OK);
+	CU_ASSERT(strstr(error, "/nonexistent/dir/osprey.log") != NULL);
+	cc.log.target = OSP_LOGT_STDERR;
+	cc.log.debug.n = 0;
+	CU_ASSERT(osp_log_configure(&cc, &error) == OSP_OK);
+}
+
+static void
 test_id(void)
 {
 	uint64_t a = osp_id_new(), b = osp_id_new();
@@ -170,8 +248,10 @@ main(int argc, char **argv)
 		OSP_TEST(test_pool_alloc),
 		OSP_TEST(test_buf),
 		OSP_TEST(test_str),
+		OSP_TEST(test_hostname),
 		OSP_TEST(test_strerror),
 		OSP_TEST(test_log_safe),
+		OSP_TEST(test_log_file),
 		OSP_TEST(test_id),
 		OSP_TEST_END,
 	};
