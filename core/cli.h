@@ -29,6 +29,14 @@ int	osp_cli_serve(struct osp_cli *cli, int argc, char **argv);
 int	osp_cli_localserve(struct osp_cli *cli, int argc, char **argv);
 int	osp_cli_config(struct osp_cli *cli, int argc, char **argv);
 int	osp_cli_dns_cmd(struct osp_cli *cli, int argc, char **argv);
+/* `config account|address|domain ...` (argv[0] is "account", ...). */
+int	osp_cli_config_accounts(struct osp_cli *cli, int argc, char **argv);
+int	osp_cli_setaccountpassword(struct osp_cli *cli, int argc, char **argv);
+int	osp_cli_import(struct osp_cli *cli, int argc, char **argv);
+int	osp_cli_export(struct osp_cli *cli, int argc, char **argv);
+int	osp_cli_backup(struct osp_cli *cli, int argc, char **argv);
+int	osp_cli_verifydata(struct osp_cli *cli, int argc, char **argv);
+int	osp_cli_gentestdata(struct osp_cli *cli, int argc, char **argv);
 
 /* Loads a configuration and its modules, filled and checked, without
  * side effects beyond dlopen. Prints every error to stderr. Returns the

@@ -78,6 +78,9 @@ osp_cli_config(struct osp_cli *cli, int argc, char **argv)
 		return config_test(cli);
 	if (argc == 2 && strcmp(argv[1], "describe") == 0)
 		return config_describe(cli);
+	if (argc >= 2 && (strcmp(argv[1], "account") == 0 ||
+	    strcmp(argv[1], "address") == 0 || strcmp(argv[1], "domain") == 0))
+		return osp_cli_config_accounts(cli, argc - 1, argv + 1);
 	return osp_cli_cmd_usage("config");
 }
 

@@ -243,6 +243,17 @@ int	osp_log_configure(const struct osp_core_conf *cc, const char **error_r);
 void	osp_log_set_level(enum osp_log_level level);
 
 /* ------------------------------------------------------------------ */
+/* Store (store.c)                                                      */
+
+/* Makes store the one osp_store_current() returns (NULL: none). Main
+ * thread, at startup and shutdown. */
+struct osp_store;
+void	osp_store_set_current(struct osp_store *store);
+/* Group commit statistics since start (for bench/store): batches committed
+ * by osp_store_deliver() and the messages in them. Main thread. */
+void	osp_store_stats(uint64_t *batches_r, uint64_t *messages_r);
+
+/* ------------------------------------------------------------------ */
 /* Privileges (privdrop.c)                                              */
 
 /* Drops to user/group when running as root; verifies root cannot be

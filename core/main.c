@@ -19,11 +19,35 @@ static const struct osp_cli_cmd commands[] = {
 	  "clients and development. Creates DIR (default\n"
 	  "$XDG_CONFIG_HOME/osprey-localserve) with a config and a self-signed\n"
 	  "certificate for localhost on first use." },
-	{ "config", osp_cli_config, "config test | config describe",
+	{ "config", osp_cli_config, "config test | describe | "
+	  "account|address|domain ...",
 	  "test: load the configuration and its modules, print every error\n"
 	  "as file:line:col: key: message; exit 1 on errors, 0 when valid.\n"
 	  "describe: print every option of the core and of the modules the\n"
-	  "configuration loads, as commented YAML with defaults." },
+	  "configuration loads, as commented YAML with defaults.\n"
+	  "account add ACCOUNT ADDRESS | account rm ACCOUNT | account list\n"
+	  "address add ADDRESS ACCOUNT | address rm ADDRESS\n"
+	  "domain add DOMAIN ACCOUNT LOCALPART | domain rm DOMAIN\n"
+	  "  edit domains.yaml (beside the configuration file)." },
+	{ "setaccountpassword", osp_cli_setaccountpassword,
+	  "setaccountpassword ACCOUNT",
+	  "Set an account's password, read from standard input (at least 8\n"
+	  "bytes). Stores a crypt() hash and SCRAM and CRAM-MD5 keys, never the\n"
+	  "password itself." },
+	{ "import", osp_cli_import, "import mbox|maildir ACCOUNT MAILBOX PATH",
+	  "Import messages with their flags and keywords into a mailbox,\n"
+	  "in batches, printing progress." },
+	{ "export", osp_cli_export, "export mbox|maildir ACCOUNT DESTDIR [MAILBOX]",
+	  "Export an account's mailboxes (or one) with flags and keywords." },
+	{ "backup", osp_cli_backup, "backup DESTDIR",
+	  "Consistent copy of every database and message file of the data\n"
+	  "directory, also while the server runs. Never overwrites." },
+	{ "verifydata", osp_cli_verifydata, "verifydata DATADIR",
+	  "Check a data directory: databases, message files, uids, counts.\n"
+	  "Exits non-zero naming each problem." },
+	{ "gentestdata", osp_cli_gentestdata, "gentestdata DIR",
+	  "Create a data directory with accounts, mailboxes and messages, for\n"
+	  "upgrade tests." },
 	{ "dns", osp_cli_dns_cmd, "dns lookup TYPE NAME",
 	  "Resolve NAME with the built-in DNSSEC-validating resolver and print\n"
 	  "the records and their DNSSEC status. TYPE: A AAAA MX TXT TLSA PTR CNAME." },

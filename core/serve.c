@@ -99,8 +99,10 @@ on_signal(int sig, void *arg)
 	const struct osp_config *gen = osp_config_current();
 
 	if (sig == SIGHUP) {
-		if (!serve.stopping)
+		if (!serve.stopping) {
 			reload();
+			(void)osp_accounts_reload();
+		}
 		return;
 	}
 	if (serve.stopping) {
@@ -147,6 +149,8 @@ prepare_data_dir(const struct osp_core_conf *cc, const char **error_r)
 int
 osp_serve_run(const char *config_file, bool as_invoker)
 {
+	struct osp_store *store = NULL;
+	struct osp_pool *accounts_pool = NULL;
 	struct osp_config *gen;
 	const char *error;
 	int rc = 1;
@@ -168,9 +172,16 @@ osp_serve_run(const char *config_file, bool as_invoker)
 		osp_log_err("core", "dns: %s", error);
 		goto out_event;
 	}
+	/* domains.yaml: loaded now (errors stop startup), then watched. */
+	accounts_pool = osp_pool_new(NULL);
+	if (osp_accounts_watch_start(osp_accounts_path(accounts_pool,
+	    config_file)) != OSP_OK) {
+		osp_log_err("core", "domains.yaml has errors: not starting");
+		goto out_accounts;
+	}
 	if (osp_modules_init(&error) != OSP_OK) {
 		osp_log_err("core", "%s", error);
-		goto out_dns;
+		goto out_accounts;
 	}
 	if (osp_listeners_bind(gen, &error) != OSP_OK) {
 		osp_log_err("core", "%s", error);
@@ -190,6 +201,13 @@ osp_serve_run(const char *config_file, bool as_invoker)
 		osp_log_err("core", "%s", error);
 		goto out_listeners;
 	}
+	/* The store is opened as the run-time user, so every file it
+	 * creates belongs to that user. */
+	if (osp_store_open(gen->core.data_dir, &store, &error) != OSP_OK) {
+		osp_log_err("core", "store %s: %s", gen->core.data_dir, error);
+		goto out_listeners;
+	}
+	osp_store_set_current(store);
 	if (osp_modules_start(&error) != OSP_OK) {
 		osp_log_err("core", "%s", error);
 		goto out_listeners;
@@ -207,7 +225,14 @@ out_listeners:
 	osp_listeners_close_all();
 out_modules:
 	osp_modules_unload();
-out_dns:
+	if (store != NULL) {
+		osp_store_set_current(NULL);
+		osp_store_close(store);
+	}
+out_accounts:
+	osp_accounts_watch_stop();
+	osp_accounts_set_current(NULL);
+	osp_pool_free(accounts_pool);
 	osp_dns_deinit();
 out_event:
 	if (serve.drain_timer != NULL)

@@ -19,5 +19,9 @@
 #include <osprey/sasl.h>
 #include <osprey/http.h>
 #include <osprey/hook.h>
+#include <osprey/store.h>
+#include <osprey/message.h>
+#include <osprey/accounts.h>
+#include <osprey/auth.h>
 
 #endif
