@@ -21,6 +21,10 @@ struct yframe {
 	size_t			 n, size;
 	struct osp_conf_node	*key;	/* MAP: key, value pending */
 	bool			 drop;	/* MAP: that key is a dup */
+	/* MAP: open-addressing index of keys (slot = key index + 1), so
+	 * duplicate detection stays linear for maps with thousands of keys
+	 * (domains.yaml accounts). */
+	size_t			*htab, hsize;
 };
 
 struct yparse {
@@ -107,10 +111,47 @@ ypath(struct yparse *y)
 	return path;
 }
 
+static size_t
+key_hash(const char *s)
+{
+	size_t h = 2166136261u;	/* FNV-1a */
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static void
+frame_index_key(struct yframe *fr, size_t idx)
+{
+	size_t i = key_hash(fr->keys[idx]->text) & (fr->hsize - 1);
+
+	while (fr->htab[i] != 0)
+		i = (i + 1) & (fr->hsize - 1);
+	fr->htab[i] = idx + 1;
+}
+
+/* Index in fr->keys of a key with this text, or -1. */
+static ssize_t
+frame_find_key(const struct yframe *fr, const char *text)
+{
+	size_t i;
+
+	if (fr->hsize == 0)
+		return -1;
+	for (i = key_hash(text) & (fr->hsize - 1); fr->htab[i] != 0;
+	    i = (i + 1) & (fr->hsize - 1))
+		if (strcmp(fr->keys[fr->htab[i] - 1]->text, text) == 0)
+			return (ssize_t)fr->htab[i] - 1;
+	return -1;
+}
+
 static void
 frame_push(struct yframe *fr, struct osp_conf_node *key,
     struct osp_conf_node *item)
 {
+	size_t i;
+
 	if (fr->n == fr->size) {
 		fr->size = fr->size == 0 ? 8 : fr->size * 2;
 		fr->items = osp_reallocarray(fr->items, fr->size,
@@ -119,8 +160,18 @@ frame_push(struct yframe *fr, struct osp_conf_node *key,
 			fr->keys = osp_reallocarray(fr->keys, fr->size,
 			    sizeof(*fr->keys));
 	}
-	if (key != NULL)
+	if (key != NULL) {
 		fr->keys[fr->n] = key;
+		if (2 * (fr->n + 1) > fr->hsize) {
+			/* Grow at half load and re-index. */
+			fr->hsize = fr->hsize == 0 ? 16 : fr->hsize * 2;
+			osp_free(fr->htab);
+			fr->htab = osp_calloc(fr->hsize, sizeof(*fr->htab));
+			for (i = 0; i < fr->n; i++)
+				frame_index_key(fr, i);
+		}
+		frame_index_key(fr, fr->n);
+	}
 	fr->items[fr->n++] = item;
 }
 
@@ -130,6 +181,7 @@ yadd(struct yparse *y, struct osp_conf_node *node)
 {
 	struct yframe *fr;
 	const char *path;
+	ssize_t dup;
 	size_t i;
 
 	if (y->depth == 0) {
@@ -159,15 +211,13 @@ yadd(struct yparse *y, struct osp_conf_node *node)
 		return;
 	}
 	fr->key = node;
-	for (i = 0; i < fr->n; i++) {
-		if (strcmp(fr->keys[i]->text, node->text) != 0)
-			continue;
+	if ((dup = frame_find_key(fr, node->text)) >= 0) {
+		i = (size_t)dup;
 		path = ypath(y);
 		osp_conf_errs_add(y->errs, &node->mark, path,
 		    "duplicate key (first at line %u, column %u)",
 		    fr->keys[i]->mark.line, fr->keys[i]->mark.col);
 		fr->drop = true;
-		break;
 	}
 }
 
@@ -238,6 +288,7 @@ yend(struct yparse *y)
 	}
 	osp_free(fr->items);
 	osp_free(fr->keys);
+	osp_free(fr->htab);
 	yadd(y, node);
 }
 
@@ -370,6 +421,7 @@ osp_conf_yaml_parse(struct osp_pool *pool, const char *file, const char *text,
 		y.depth--;
 		osp_free(y.stack[y.depth].items);
 		osp_free(y.stack[y.depth].keys);
+		osp_free(y.stack[y.depth].htab);
 	}
 	if (y.failed || errs->n > nerrs)
 		return NULL;
