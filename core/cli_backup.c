@@ -5,6 +5,8 @@
 #include "core.h"
 #include "cli_tools.h"
 
+#include <osprey/accounts.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -80,7 +82,7 @@ fsync_path(const char *path)
 	return r;
 }
 
-/* ---- backup --------------------------------------------------------------- */
+/* ---- backup ---------------------------------------------------------- */
 
 struct bk {
 	unsigned	dbs, linked, copied, files;
@@ -380,6 +382,48 @@ bk_tree(struct bk *bk, const char *src, const char *dst, int depth)
 	return ret;
 }
 
+/* The configuration and domains.yaml (usually outside the data dir) go
+ * to DESTDIR/config/, so that a backup restores a whole installation. */
+static int
+bk_config(struct bk *bk, struct osp_cli *cli, const char *real_data,
+    const char *destdir)
+{
+	struct osp_pool *pool = osp_pool_new(NULL);
+	const char *files[2];
+	char real[PATH_MAX], *dir, *dst, *base;
+	struct stat st;
+	size_t i, n = strlen(real_data);
+	int ret = 0;
+
+	files[0] = cli->config_file;
+	files[1] = osp_accounts_path(pool, cli->config_file);
+	dir = path_join(destdir, "config");
+	for (i = 0; i < 2 && ret == 0; i++) {
+		if (realpath(files[i], real) == NULL || stat(real, &st) == -1)
+			continue;	/* no domains.yaml yet */
+		if (strncmp(real, real_data, n) == 0 && real[n] == '/')
+			continue;	/* inside the data dir: copied */
+		if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
+			fprintf(stderr, "osprey: backup: %s: %s\n", dir,
+			    strerror(errno));
+			ret = -1;
+			break;
+		}
+		base = strrchr(real, '/') + 1;
+		dst = path_join(dir, base);
+		if (bk_copy_file(real, dst, st.st_mode) != 0) {
+			fprintf(stderr, "osprey: backup: %s: %s\n", real,
+			    strerror(errno));
+			ret = -1;
+		} else
+			bk->copied++;
+		free(dst);
+	}
+	free(dir);
+	osp_pool_free(pool);
+	return ret;
+}
+
 int
 osp_cli_backup(struct osp_cli *cli, int argc, char **argv)
 {
@@ -420,6 +464,8 @@ osp_cli_backup(struct osp_cli *cli, int argc, char **argv)
 		return 1;
 	}
 	ret = bk_tree(&bk, data_dir, argv[1], 0) == 0 ? 0 : 1;
+	if (ret == 0 && bk_config(&bk, cli, real_data, argv[1]) != 0)
+		ret = 1;
 	if (ret == 0) {
 		printf("backup of %s in %s: %u databases, %u message files "
 		    "(%u hard-linked), %u other files copied\n", data_dir,
@@ -431,7 +477,7 @@ osp_cli_backup(struct osp_cli *cli, int argc, char **argv)
 	return ret;
 }
 
-/* ---- verifydata ------------------------------------------------------------ */
+/* ---- verifydata ------------------------------------------------------ */
 
 struct vd {
 	unsigned	problems;

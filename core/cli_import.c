@@ -52,7 +52,7 @@ struct imp_msg {
 	size_t		 nkeywords;
 	int64_t		 received;
 	uint64_t	 bytes;
-	char		*where;		/* "file line N" / file path */
+	char		*where;		/* "FILE line N" or path */
 };
 
 struct imp {
@@ -125,7 +125,8 @@ imp_add_keyword(struct imp *im, struct imp_msg *m, const char *kw,
 	if (len == 0)
 		return;
 	k = osp_strndup(kw, len);
-	if (!cli_tools_keyword_valid(k) || m->nkeywords == IMPORT_MAX_KEYWORDS) {
+	if (!cli_tools_keyword_valid(k) ||
+	    m->nkeywords == IMPORT_MAX_KEYWORDS) {
 		if (!im->warned_keyword)
 			fprintf(stderr, "osprey: import: %s: keyword \"%s\" "
 			    "skipped (invalid or too many)\n", m->where, k);
@@ -785,7 +786,7 @@ out:
 
 struct exp_out {
 	FILE		*out;
-	bool		 mbox;		/* escape From_, add status headers */
+	bool		 mbox;		/* From_ escaping, Status */
 	bool		 in_header;
 	bool		 at_bol;	/* last byte written was '\n' */
 	const struct osp_message *msg;
@@ -941,7 +942,7 @@ exp_close(FILE *f, const char *path)
 struct exp_mailbox {
 	struct osp_account	*acc;
 	const struct osp_mailbox *mb;
-	const char		*dir;		/* maildir: the mailbox dir */
+	const char		*dir;		/* maildir: its dir */
 	FILE			*mbox;		/* mbox: the file */
 	char			*letters[26];	/* maildir keywords */
 	uint64_t		 n;

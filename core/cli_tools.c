@@ -128,7 +128,8 @@ cli_tools_keyword_valid(const char *kw)
 	if (*p == '\0' || *p == '\\')
 		return false;
 	for (; *p != '\0'; p++)
-		if (*p <= 0x20 || *p >= 0x7f || strchr("(){%*\"\\]", *p) != NULL)
+		if (*p <= 0x20 || *p >= 0x7f ||
+		    strchr("(){%*\"\\]", *p) != NULL)
 			return false;
 	return true;
 }
@@ -141,12 +142,13 @@ struct gen_msg {
 	const char	*keywords[4];
 	int64_t		 received;
 	const char	*prefix;
-	const char	*text;		/* LF line ends; written as CRLF */
+	const char	*text;		/* LF here; written as CRLF */
 };
 
 /* A small PNG (1x1 transparent pixel), base64, for the attachment. */
 #define GEN_PNG_B64 \
-	"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAC\n" \
+	"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhf" \
+	"DwAC\n" \
 	"hwGA60e6kgAAAABJRU5ErkJggg==\n"
 
 static const struct gen_msg gen_msgs_alice[] = {
@@ -502,7 +504,8 @@ osp_cli_gentestdata(struct osp_cli *cli, int argc, char **argv)
 		return 1;
 	}
 	if (gen_account(store, "alice", gen_msgs_alice,
-	    sizeof(gen_msgs_alice) / sizeof(gen_msgs_alice[0]), alice_mb) != 0 ||
+	    sizeof(gen_msgs_alice) / sizeof(gen_msgs_alice[0]),
+	    alice_mb) != 0 ||
 	    gen_account(store, "bob", gen_msgs_bob,
 	    sizeof(gen_msgs_bob) / sizeof(gen_msgs_bob[0]), bob_mb) != 0 ||
 	    gen_account(store, "heidi", gen_msgs_heidi,

@@ -635,7 +635,7 @@ osp_mime_html_to_text(const char *in, size_t len, struct osp_buf *out)
 			for (j = i + 1; j < len && in[j] != '>'; j++)
 				;
 			if (j == len)
-				break;	/* no tag ends: neither will later ones */
+				break;	/* no later tag can end either */
 			tl = j - i - 1;
 			if (skip_to == NULL && tl >= 5 &&
 			    (strncasecmp(in + i + 1, "style", 5) == 0 ||

@@ -4,9 +4,10 @@
 #ifndef OSPREY_STORE_INT_H
 #define OSPREY_STORE_INT_H
 
+#include "core.h"	/* first: config.h sets _GNU_SOURCE */
+
 #include <pthread.h>
 
-#include "core.h"
 #include <osprey/store.h>
 
 struct store_change_node {

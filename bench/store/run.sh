@@ -54,7 +54,7 @@ MSG="$WORK/msg.eml"
 	printf 'MIME-Version: 1.0\r\n'
 	printf 'Content-Type: text/plain; charset=us-ascii\r\n\r\n'
 	i=0
-	while [ $i -lt 52 ]; do
+	while [ $i -lt 61 ]; do
 		printf 'Lorem ipsum dolor sit amet, consectetur adipiscing elit %04d.\r\n' $i
 		i=$((i + 1))
 	done

@@ -279,6 +279,8 @@ def test_backup_concurrent():
         p = verifydata(d)
         check("1 accounts" in p.stdout, "backup content: %r" % p.stdout)
         check(open(os.path.join(d, "extra.conf")).read() == "kept\n", "extra file")
+        check(open(os.path.join(d, "config", "osprey.yaml")).read() ==
+              open(env.config).read(), "configuration not in the backup")
     # the last copy has the messages delivered before it started
     bk = sqlite3.connect("file:%s?mode=ro" % os.path.join(
         dests[-1], "accounts", "busy", "index.db"), uri=True)
