@@ -274,18 +274,6 @@ b64_decode(const char *s, size_t len, unsigned char *out, size_t size)
 	return (ssize_t)n;
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* ------------------------------------------------------------------ */
 /* SCRAM (RFC 5802 §3)                                                   */
 
@@ -790,15 +778,15 @@ osp_auth_cram_md5_verify(struct osp_auth *auth, const char *account,
 		goto out;
 	memset(state, 0, sizeof(state));
 	for (i = 0; i < 32; i++) {
-		hi = hexval(v[i * 2]);
-		lo = hexval(v[i * 2 + 1]);
+		hi = osp_str_hexval(v[i * 2]);
+		lo = osp_str_hexval(v[i * 2 + 1]);
 		if (hi < 0 || lo < 0)
 			goto out;
 		state[i / 4] |= (uint32_t)(hi << 4 | lo) << (8 * (i % 4));
 	}
 	for (i = 0; i < 16; i++) {
-		hi = hexval(response_hex[i * 2]);
-		lo = hexval(response_hex[i * 2 + 1]);
+		hi = osp_str_hexval(response_hex[i * 2]);
+		lo = osp_str_hexval(response_hex[i * 2 + 1]);
 		if (hi < 0 || lo < 0)
 			goto out;
 		got[i] = (unsigned char)(hi << 4 | lo);

@@ -31,18 +31,6 @@ codec_b64val(unsigned char c)
 	return -1;
 }
 
-static int
-codec_hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 void
 osp_base64_dec_init(struct osp_base64_dec *d)
 {
@@ -156,8 +144,8 @@ osp_qp_decode(struct osp_qp_dec *d, const void *in, size_t len,
 			d->pend[d->npend++] = c;
 			if (d->npend < 3)
 				continue;
-			hi = codec_hexval(d->pend[1]);
-			lo = codec_hexval(d->pend[2]);
+			hi = osp_str_hexval(d->pend[1]);
+			lo = osp_str_hexval(d->pend[2]);
 			d->npend = 0;
 			if (hi >= 0 && lo >= 0) {
 				osp_buf_putc(out, (char)(hi << 4 | lo));
@@ -461,11 +449,11 @@ codec_encoded_word(const char *s, size_t len, char *cs, size_t cssize,
 			if (s[i] == '_') {
 				osp_buf_putc(dec, ' ');
 			} else if (s[i] == '=' && i + 2 < tend &&
-			    codec_hexval((unsigned char)s[i + 1]) >= 0 &&
-			    codec_hexval((unsigned char)s[i + 2]) >= 0) {
-				osp_buf_putc(dec, (char)(codec_hexval(
+			    osp_str_hexval((unsigned char)s[i + 1]) >= 0 &&
+			    osp_str_hexval((unsigned char)s[i + 2]) >= 0) {
+				osp_buf_putc(dec, (char)(osp_str_hexval(
 				    (unsigned char)s[i + 1]) << 4 |
-				    codec_hexval((unsigned char)s[i + 2])));
+				    osp_str_hexval((unsigned char)s[i + 2])));
 				i += 2;
 			} else {
 				osp_buf_putc(dec, s[i]);
@@ -595,7 +583,7 @@ html_entity(const char *s, size_t len, struct osp_buf *out)
 		bool hex = i > 2 && (s[2] == 'x' || s[2] == 'X');
 
 		for (j = hex ? 3 : 2; j < i; j++) {
-			int v = hex ? codec_hexval((unsigned char)s[j]) :
+			int v = hex ? osp_str_hexval((unsigned char)s[j]) :
 			    (s[j] >= '0' && s[j] <= '9' ? s[j] - '0' : -1);
 
 			if (v < 0 || cp > 0x10ffff)

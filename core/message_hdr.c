@@ -91,27 +91,15 @@ struct raw_param {
 	char		*value;
 };
 
-static int
-hdr_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* RFC 2231 §4: percent-decoding of an extended value. */
 static void
 hdr_pct_decode(const char *s, struct osp_buf *out)
 {
 	for (; *s != '\0'; s++) {
-		if (*s == '%' && hdr_hexval(s[1]) >= 0 &&
-		    hdr_hexval(s[2]) >= 0) {
-			osp_buf_putc(out, (char)(hdr_hexval(s[1]) << 4 |
-			    hdr_hexval(s[2])));
+		if (*s == '%' && osp_str_hexval(s[1]) >= 0 &&
+		    osp_str_hexval(s[2]) >= 0) {
+			osp_buf_putc(out, (char)(osp_str_hexval(s[1]) << 4 |
+			    osp_str_hexval(s[2])));
 			s += 2;
 		} else {
 			osp_buf_putc(out, *s);

@@ -83,3 +83,15 @@ osp_str_is_hostname(const char *s)
 	}
 	return total > 0 && total <= 253 && label > 0 && prev != '-';
 }
+
+int
+osp_str_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}

@@ -16,6 +16,8 @@ size_t	osp_strlcpy(char *dst, const char *src, size_t size);
  * letters, digits and inner hyphens, 253 characters at most, no trailing
  * dot. */
 bool	osp_str_is_hostname(const char *s);
+/* Value of a hexadecimal digit (either case), or -1. */
+int	osp_str_hexval(int c);
 /* Parses an unsigned decimal integer of the whole string, <= max.
  * Returns OSP_OK or -EINVAL / -ERANGE. */
 int	osp_str_to_u64(const char *s, uint64_t max, uint64_t *val_r);

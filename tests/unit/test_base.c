@@ -110,6 +110,12 @@ test_str(void)
 	CU_ASSERT_EQUAL(osp_str_to_u64("", 99, &v), -EINVAL);
 	CU_ASSERT_EQUAL(osp_str_to_u64("1x", 99, &v), -EINVAL);
 	CU_ASSERT_EQUAL(osp_str_to_u64("-1", 99, &v), -EINVAL);
+	CU_ASSERT_EQUAL(osp_str_hexval('0'), 0);
+	CU_ASSERT_EQUAL(osp_str_hexval('9'), 9);
+	CU_ASSERT_EQUAL(osp_str_hexval('a'), 10);
+	CU_ASSERT_EQUAL(osp_str_hexval('F'), 15);
+	CU_ASSERT_EQUAL(osp_str_hexval('g'), -1);
+	CU_ASSERT_EQUAL(osp_str_hexval((char)0xc3), -1);
 }
 
 static void
