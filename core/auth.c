@@ -311,13 +311,21 @@ osp_auth_scram_derive(const char *hash, const char *password, size_t len,
 	    salt_len > sizeof(keys_r->salt) || iterations == 0)
 		return -EINVAL;
 	memset(keys_r, 0, sizeof(*keys_r));
-	pw.data = (unsigned char *)(uintptr_t)password;
-	pw.size = (unsigned)len;
+	/* RFC 5802 §2.2: Normalize(password) with SASLprep; we apply its
+	 * successor, the PRECIS OpaqueString profile (RFC 8265 §4.2), as
+	 * GnuTLS implements it: identical for ASCII, NFC and non-ASCII
+	 * spaces mapped otherwise. A password that is not UTF-8 is used as
+	 * the bytes given. */
+	if (gnutls_utf8_password_normalize((const unsigned char *)password,
+	    (unsigned)len, &pw, GNUTLS_UTF8_IGNORE_ERRS) < 0)
+		return -EINVAL;
 	sd.data = (unsigned char *)(uintptr_t)salt;
 	sd.size = (unsigned)salt_len;
 	/* SaltedPassword := Hi(password, salt, i), Hi being PBKDF2 with
 	 * HMAC and dkLen the hash length. */
 	rc = gnutls_pbkdf2(mac, &pw, &sd, iterations, salted, klen);
+	osp_memzero(pw.data, pw.size);
+	gnutls_free(pw.data);
 	if (rc < 0)
 		return OSP_ERROR;
 	/* ClientKey := HMAC(SaltedPassword, "Client Key");

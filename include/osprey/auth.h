@@ -19,9 +19,10 @@
  * (accounts.h): exact destination addresses only.
  *
  * Passwords are bytes (UTF-8 by convention) without NUL. SCRAM keys are
- * derived from the bytes as given: SASLprep (RFC 4013) is not applied, so
- * clients that normalise a non-ASCII password differently fail SCRAM and
- * may use PLAIN instead. Secrets in memory are wiped with osp_memzero.
+ * derived from the password normalized with the PRECIS OpaqueString
+ * profile (RFC 8265, SASLprep's successor; the same for ASCII); crypt()
+ * hashes use the bytes as given. Secrets in memory are wiped with
+ * osp_memzero.
  * *error_r is static text.
  */
 struct osp_auth;

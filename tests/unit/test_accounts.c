@@ -585,6 +585,26 @@ scram_vector(const char *hash, const char *salt_b64, const char *cnonce,
 	osp_free(am);
 }
 
+/* RFC 8265 OpaqueString (SASLprep's successor): non-ASCII spaces become
+ * ASCII spaces and the result is NFC, so equivalent spellings of one
+ * password give the same SCRAM keys; different passwords do not. */
+static void
+test_scram_normalize(void)
+{
+	static const unsigned char salt[16] = "0123456789abcdef";
+	struct osp_auth_scram a, b;
+
+	CU_ASSERT_FATAL(osp_auth_scram_derive("SHA-256", "caf\xc3\xa9 x", 7,
+	    salt, sizeof(salt), 4096, &a) == OSP_OK);
+	CU_ASSERT_FATAL(osp_auth_scram_derive("SHA-256", "cafe\xcc\x81\xc2\xa0x",
+	    9, salt, sizeof(salt), 4096, &b) == OSP_OK);
+	CU_ASSERT(memcmp(a.stored_key, b.stored_key, a.key_len) == 0);
+	CU_ASSERT(memcmp(a.server_key, b.server_key, a.key_len) == 0);
+	CU_ASSERT_FATAL(osp_auth_scram_derive("SHA-256", "cafe x", 6, salt,
+	    sizeof(salt), 4096, &b) == OSP_OK);
+	CU_ASSERT(memcmp(a.stored_key, b.stored_key, a.key_len) != 0);
+}
+
 static void
 test_scram_vectors(void)
 {
@@ -791,6 +811,7 @@ static const struct osp_test tests[] = {
 	OSP_TEST(test_canon),
 	OSP_TEST(test_watch),
 	OSP_TEST(test_scram_vectors),
+	OSP_TEST(test_scram_normalize),
 	OSP_TEST(test_cram_md5),
 	OSP_TEST(test_auth_db),
 	OSP_TEST(test_mem_equal),
