@@ -2055,22 +2055,30 @@ out:
 
 /* ---- account-wide ------------------------------------------------------ */
 
+/* First column of the single row a cached statement returns. */
+static int
+sq_scalar(struct sq_acct *b, enum sq_st stmt, const char *what, uint64_t *v_r,
+    const char **error_r)
+{
+	sqlite3_stmt *st;
+
+	if ((st = sq_st(b, stmt)) == NULL)
+		return sq_dberr(b, error_r, "prepare");
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return sq_dberr(b, error_r, what);
+	}
+	*v_r = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return OSP_OK;
+}
+
 static int
 sq_account_modseq(struct osp_account *acc, uint64_t *modseq_r,
     const char **error_r)
 {
-	struct sq_acct *b = acc->backend;
-	sqlite3_stmt *st;
-
-	if ((st = sq_st(b, ST_STATE_GET)) == NULL)
-		return sq_dberr(b, error_r, "prepare");
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return sq_dberr(b, error_r, "state");
-	}
-	*modseq_r = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return OSP_OK;
+	return sq_scalar(acc->backend, ST_STATE_GET, "state", modseq_r,
+	    error_r);
 }
 
 static int
@@ -2086,18 +2094,7 @@ static int
 sq_account_size(struct osp_account *acc, uint64_t *size_r,
     const char **error_r)
 {
-	struct sq_acct *b = acc->backend;
-	sqlite3_stmt *st;
-
-	if ((st = sq_st(b, ST_SIZE)) == NULL)
-		return sq_dberr(b, error_r, "prepare");
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return sq_dberr(b, error_r, "size");
-	}
-	*size_r = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return OSP_OK;
+	return sq_scalar(acc->backend, ST_SIZE, "size", size_r, error_r);
 }
 
 /* ---- open, migrations, check, close ------------------------------------ */
