@@ -613,6 +613,23 @@ dest_append(struct doc *d, const char *account, const char *address)
 
 /* ---- commands ------------------------------------------------------ */
 
+/* The folded key of an address about to be added, or NULL after saying
+ * why it cannot be (not localpart@domain, invalid, already used). */
+static const char *
+new_address(struct doc *d, const char *address)
+{
+	const char *key;
+
+	if (strchr(address, '@') == NULL) {
+		fprintf(stderr, "osprey: %s: an address is localpart@domain\n",
+		    address);
+		return NULL;
+	}
+	if ((key = folded(d, address, NULL)) == NULL || address_used(d, key))
+		return NULL;
+	return key;
+}
+
 static int
 account_add(struct doc *d, const char *name, const char *address)
 {
@@ -622,12 +639,7 @@ account_add(struct doc *d, const char *name, const char *address)
 		fprintf(stderr, "osprey: account %s already exists\n", name);
 		return 1;
 	}
-	if (strchr(address, '@') == NULL) {
-		fprintf(stderr, "osprey: %s: an address is localpart@domain\n",
-		    address);
-		return 1;
-	}
-	if ((key = folded(d, address, NULL)) == NULL || address_used(d, key))
+	if ((key = new_address(d, address)) == NULL)
 		return 1;
 	at = strrchr(address, '@');
 	if (top_append(d, "accounts", account_entry(d, name, at + 1,
@@ -736,12 +748,7 @@ address_add(struct doc *d, const char *address, const char *account)
 		fprintf(stderr, "osprey: no account named %s\n", account);
 		return 1;
 	}
-	if (strchr(address, '@') == NULL) {
-		fprintf(stderr, "osprey: %s: an address is localpart@domain\n",
-		    address);
-		return 1;
-	}
-	if ((key = folded(d, address, NULL)) == NULL || address_used(d, key))
+	if ((key = new_address(d, address)) == NULL)
 		return 1;
 	if (dest_append(d, account, address) != 0 || doc_commit(d) != 0)
 		return 1;
