@@ -28,6 +28,8 @@
 #define CONN_CLOSE_TIMEOUT	30000	/* flush-on-close deadline, ms */
 #define CONN_SHRINK		(64 * 1024)
 #define CONN_TLS_CHUNK		16384	/* one TLS record's payload */
+#define CONN_LINGER_MS		2000	/* lingering close, see conn_linger */
+#define CONN_LINGER_MAX		1024	/* sockets lingering at once */
 
 enum conn_state {
 	CS_CONNECTING,
@@ -99,6 +101,17 @@ struct osp_conn {
 	void			**ctx;
 	size_t			 nctx;
 };
+
+/* A socket we closed first, read and discarded until the peer closes. */
+struct conn_linger {
+	int			 fd;
+	uint64_t		 deadline;
+	struct event		 ev;
+	struct conn_linger	*prev, *next;
+};
+
+static struct conn_linger	*lingering;
+static size_t			 nlingering;
 
 static void conn_update(struct osp_conn *);
 static bool conn_flush(struct osp_conn *);
@@ -397,6 +410,85 @@ conn_send_plain(struct osp_conn *c, size_t len)
 	return n;
 }
 
+static void
+linger_free(struct conn_linger *l)
+{
+	event_del(&l->ev);
+	close(l->fd);
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		lingering = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	nlingering--;
+	osp_free(l);
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn_linger *l = arg;
+	char buf[4096];
+	ssize_t n;
+	int i;
+
+	if ((what & EV_READ) && osp_now_ms() < l->deadline) {
+		for (i = 0; i < 16; i++) {
+			n = recv(fd, buf, sizeof(buf), 0);
+			if (n > 0)
+				continue;
+			if (n == -1 && (errno == EAGAIN ||
+			    errno == EWOULDBLOCK || errno == EINTR))
+				return;
+			break;	/* EOF or error: done */
+		}
+		if (i == 16)
+			return;	/* more later, within the deadline */
+	}
+	linger_free(l);
+}
+
+/*
+ * Lingering close (as nginx's lingering_close): when we close a socket
+ * whose peer may still send (pipelined commands after our 421, a client
+ * that writes before reading), closing at once would make the kernel
+ * answer the peer's data with a RST, and a RST makes the peer's kernel
+ * drop our last reply if the peer has not read it yet. So after our FIN
+ * (shutdown(SHUT_WR)) the socket is kept and its input discarded until
+ * the peer's FIN or CONN_LINGER_MS. Bounded by CONN_LINGER_MAX; beyond
+ * that, sockets close at once. Takes over fd.
+ */
+static void
+conn_linger(int fd)
+{
+	struct conn_linger *l;
+	struct timeval tv = ms_tv(CONN_LINGER_MS);
+
+	if (nlingering >= CONN_LINGER_MAX) {
+		close(fd);
+		return;
+	}
+	l = osp_calloc(1, sizeof(*l));
+	l->fd = fd;
+	l->deadline = osp_now_ms() + CONN_LINGER_MS;
+	event_assign(&l->ev, osp_event_base(), fd, EV_READ | EV_PERSIST,
+	    linger_cb, l);
+	event_add(&l->ev, &tv);
+	l->next = lingering;
+	if (lingering != NULL)
+		lingering->prev = l;
+	lingering = l;
+	nlingering++;
+}
+
+void
+osp_conn_linger_closeall(void)
+{
+	while (lingering != NULL)
+		linger_free(lingering);
+}
+
 static bool
 conn_finish_close(struct osp_conn *c)
 {
@@ -414,6 +506,11 @@ conn_finish_close(struct osp_conn *c)
 		}
 	}
 	(void)shutdown(c->fd, SHUT_WR);
+	/* The peer has not closed its side: it may still be sending. */
+	if (!c->eof && !c->dead) {
+		conn_linger(c->fd);
+		c->fd = -1;
+	}
 	osp_conn_free(c);
 	return false;
 }
@@ -840,7 +937,8 @@ osp_conn_free(struct osp_conn *c)
 	osp_tls_session_free(c->tls, c->tls_cred);
 	c->tls = NULL;
 	c->tls_cred = NULL;
-	close(c->fd);
+	if (c->fd != -1)
+		close(c->fd);
 	c->fd = -1;
 	/* Input may hold AUTH payloads. */
 	if (c->in.data != NULL)
@@ -975,6 +1073,10 @@ osp_conn_resume(struct osp_conn *c)
 	if (!c->paused)
 		return;
 	c->paused = false;
+	/* Register the read event first: libevent does not insert an event
+	 * into the I/O map while it is active, so an event_add after
+	 * event_active would leave the socket unwatched. */
+	conn_update(c);
 	/* Input buffered while paused (or a pending EOF) is reported
 	 * without waiting for the socket. */
 	if (c->state == CS_OPEN && !c->dead &&
@@ -982,7 +1084,6 @@ osp_conn_resume(struct osp_conn *c)
 		c->datain_kick = true;
 		event_active(&c->rev, EV_READ, 1);
 	}
-	conn_update(c);
 }
 
 char *

@@ -218,6 +218,7 @@ osp_event_deinit(void)
 	osp_worker_deinit();
 	while (ev.ndefer > 0)
 		defer_run(-1, 0, NULL);
+	osp_conn_linger_closeall();
 	while ((s = ev.sigs) != NULL) {
 		ev.sigs = s->next;
 		event_free(s->ev);

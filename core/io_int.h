@@ -56,6 +56,8 @@ void	osp_tls_session_free(gnutls_session_t s,
 struct osp_tls_server *osp_tls_session_srv(gnutls_session_t s);
 
 /* conn.c */
+/* Closes every socket still lingering (osp_event_deinit). */
+void	osp_conn_linger_closeall(void);
 /* Deadline for a TLS handshake (default 30 s), 0 = none. */
 void	osp_conn_set_handshake_timeout(struct osp_conn *c, uint64_t ms);
 

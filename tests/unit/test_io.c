@@ -482,6 +482,12 @@ test_pause_resume(void)
 	osp_conn_drain(c, 3);
 	d = osp_conn_data(c, &len);
 	CU_ASSERT(len == 2 && memcmp(d, "\r\n", 2) == 0);
+	/* Input arriving after the resume is still watched (the read event
+	 * must be registered although it was made active). */
+	CU_ASSERT(write(sv[1], "def", 3) == 3);
+	run_loop(2000);
+	CU_ASSERT(!timed_out);
+	CU_ASSERT_EQUAL(pause_datain, 2);
 	osp_conn_free(c);
 	close(sv[1]);
 	osp_timer_free(t);
@@ -1257,6 +1263,94 @@ test_tls_config_errors(void)
 	free(file);
 }
 
+/* ------------------------------------------------------------------ */
+/* Lingering close                                                      */
+
+struct linger_client {
+	int		 fd;
+	char		 reply[64];
+	ssize_t		 got;
+	ssize_t		 sent2;		/* second write, after our close */
+	int		 err;
+};
+
+/* The client writes before reading (as a pipelining or impatient
+ * client), keeps writing after the server closed, then reads. */
+static void *
+linger_client_main(void *arg)
+{
+	struct linger_client *lc = arg;
+	static char junk[128 * 1024];
+	size_t off = 0;
+	ssize_t n;
+
+	memset(junk, 'x', sizeof(junk));
+	(void)send(lc->fd, junk, sizeof(junk), MSG_NOSIGNAL);
+	usleep(300 * 1000);
+	lc->sent2 = send(lc->fd, junk, sizeof(junk), MSG_NOSIGNAL);
+	usleep(100 * 1000);
+	while (off < sizeof(lc->reply) - 1) {
+		n = recv(lc->fd, lc->reply + off, sizeof(lc->reply) - 1 - off,
+		    0);
+		if (n <= 0) {
+			lc->err = n < 0 ? errno : 0;
+			break;
+		}
+		off += (size_t)n;
+	}
+	lc->got = (ssize_t)off;
+	close(lc->fd);
+	return NULL;
+}
+
+static void
+linger_cb(struct osp_conn *c, enum osp_conn_event ev, void *arg)
+{
+	if (ev == OSP_CONN_DATAIN) {
+		osp_conn_printf(c, "421 4.7.0 bye\r\n");
+		osp_conn_close(c);
+	} else if (ev != OSP_CONN_LOWAT)
+		osp_conn_free(c);
+}
+
+/* Without a lingering close, the client's data arriving after our close
+ * is answered with a RST (its write fails with EPIPE/ECONNRESET), and
+ * stacks other than Linux then drop the 421 it has not read yet. With
+ * it, the client's writes are read and discarded, it reads the whole
+ * reply and then a clean end of stream. */
+static void
+test_linger_close(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	struct linger_client lc = { 0 };
+	pthread_t th;
+	int lfd, sfd;
+
+	loop_init();
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	CU_ASSERT_FATAL(lfd >= 0 && bind(lfd, (struct sockaddr *)&sin,
+	    sizeof(sin)) == 0 && listen(lfd, 1) == 0 &&
+	    getsockname(lfd, (struct sockaddr *)&sin, &len) == 0);
+	lc.fd = socket(AF_INET, SOCK_STREAM, 0);
+	CU_ASSERT_FATAL(connect(lc.fd, (struct sockaddr *)&sin,
+	    sizeof(sin)) == 0);
+	sfd = accept(lfd, NULL, NULL);
+	CU_ASSERT_FATAL(sfd >= 0);
+	close(lfd);
+	CU_ASSERT_FATAL(pthread_create(&th, NULL, linger_client_main,
+	    &lc) == 0);
+	osp_conn_new(sfd, linger_cb, NULL);
+	run_loop(1500);
+	pthread_join(th, NULL);
+	CU_ASSERT_EQUAL(lc.err, 0);
+	CU_ASSERT_EQUAL(lc.sent2, 128 * 1024);
+	lc.reply[lc.got > 0 ? lc.got : 0] = '\0';
+	CU_ASSERT_STRING_EQUAL(lc.reply, "421 4.7.0 bye\r\n");
+	osp_event_deinit();
+}
+
 static const struct osp_test tests[] = {
 	OSP_TEST(test_timers_defer),
 	OSP_TEST(test_worker_pool),
@@ -1266,6 +1360,7 @@ static const struct osp_test tests[] = {
 	OSP_TEST(test_read_timeout),
 	OSP_TEST(test_lowat),
 	OSP_TEST(test_free_in_callback),
+	OSP_TEST(test_linger_close),
 	OSP_TEST(test_connect_refused),
 	OSP_TEST(test_tls_handshake),
 	OSP_TEST(test_tls_sni),
