@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <sqlite3.h>
 
 #define AUTH_MAX_PASSWORD	1024
@@ -486,41 +488,40 @@ static const char auth_schema[] =
 	" cram_md5 TEXT,"
 	" updated INTEGER)";
 
+/* Schema migrations on top of auth_schema: entry i upgrades user_version
+ * i to i + 1, in one transaction that re-reads the version (a CLI command
+ * and the server may open auth.db at the same time). */
+static const char *const auth_migrations[] = {
+	/* v1: TLS client certificates for SASL EXTERNAL. One key belongs
+	 * to one account; names are unique per account. */
+	"CREATE TABLE IF NOT EXISTS certificates ("
+	" fingerprint TEXT PRIMARY KEY,"
+	" account TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" added INTEGER,"
+	" UNIQUE (account, name));",
+};
+
+static int	auth_migrate(struct osp_auth *auth);
+
 int
 osp_auth_open(const char *data_dir, struct osp_auth **auth_r,
     const char **error_r)
 {
 	struct osp_auth *auth;
-	char *path;
-	int fd, rc;
+	int rc;
 
 	*auth_r = NULL;
-	path = osp_malloc(strlen(data_dir) + sizeof("/auth.db"));
-	strcpy(path, data_dir);
-	strcat(path, "/auth.db");
-	/* Created 0600 before SQLite sees it: the -wal and -shm files take
-	 * the database's mode. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		osp_free(path);
-		*error_r = "cannot create auth.db";
-		return rc;
-	}
-	close(fd);
 	auth = osp_calloc(1, sizeof(*auth));
 	pthread_mutex_init(&auth->lock, NULL);
-	rc = sqlite3_open_v2(path, &auth->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_FULLMUTEX, NULL);
-	osp_free(path);
-	if (rc != SQLITE_OK)
-		goto fail;
-	sqlite3_busy_timeout(auth->db, 10000);
-	if (sqlite3_exec(auth->db, "PRAGMA journal_mode=WAL;"
-	    "PRAGMA synchronous=FULL;PRAGMA secure_delete=ON;",
-	    NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(auth->db, auth_schema, NULL, NULL, NULL) !=
-	    SQLITE_OK)
+	rc = osp_sqlite_open_private(data_dir, "auth.db",
+	    "PRAGMA secure_delete=ON;", &auth->db, error_r);
+	if (rc != OSP_OK) {
+		osp_auth_close(auth);
+		return rc;
+	}
+	if (sqlite3_exec(auth->db, auth_schema, NULL, NULL, NULL) !=
+	    SQLITE_OK || auth_migrate(auth) != OSP_OK)
 		goto fail;
 	*auth_r = auth;
 	return OSP_OK;
@@ -669,16 +670,28 @@ osp_auth_remove(struct osp_auth *auth, const char *account,
 	sqlite3_stmt *st = NULL;
 	int rc = OSP_OK;
 
+	static const char *const sql[] = {
+		"DELETE FROM credentials WHERE account = ?",
+		/* A later account of the same name must not inherit the
+		 * old one's EXTERNAL logins. */
+		"DELETE FROM certificates WHERE account = ?",
+	};
+	size_t i;
+
 	pthread_mutex_lock(&auth->lock);
-	if (sqlite3_prepare_v2(auth->db, "DELETE FROM credentials WHERE "
-	    "account = ?", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC) ||
-	    sqlite3_step(st) != SQLITE_DONE) {
-		osp_log_err("auth", "auth.db: %s", sqlite3_errmsg(auth->db));
-		*error_r = "auth.db write failed";
-		rc = OSP_ERROR;
+	for (i = 0; i < sizeof(sql) / sizeof(sql[0]) && rc == OSP_OK; i++) {
+		if (sqlite3_prepare_v2(auth->db, sql[i], -1, &st, NULL) !=
+		    SQLITE_OK ||
+		    sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC) ||
+		    sqlite3_step(st) != SQLITE_DONE) {
+			osp_log_err("auth", "auth.db: %s",
+			    sqlite3_errmsg(auth->db));
+			*error_r = "auth.db write failed";
+			rc = OSP_ERROR;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
 	}
-	sqlite3_finalize(st);
 	pthread_mutex_unlock(&auth->lock);
 	return rc;
 }
@@ -808,5 +821,291 @@ out:
 	osp_memzero(state, sizeof(state));
 	osp_memzero(want, sizeof(want));
 	free_secret(v);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* The server's handle                                                  */
+
+static struct osp_auth *auth_current;
+
+struct osp_auth *
+osp_auth_current(void)
+{
+	return auth_current;
+}
+
+void
+osp_auth_set_current(struct osp_auth *auth)
+{
+	auth_current = auth;
+}
+
+/* ------------------------------------------------------------------ */
+/* Schema versions                                                      */
+
+static int
+auth_user_version(struct osp_auth *auth, int *v_r)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = OSP_ERROR;
+
+	if (sqlite3_prepare_v2(auth->db, "PRAGMA user_version", -1, &st,
+	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		*v_r = sqlite3_column_int(st, 0);
+		rc = OSP_OK;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
+auth_migrate(struct osp_auth *auth)
+{
+	const int latest = (int)(sizeof(auth_migrations) /
+	    sizeof(auth_migrations[0]));
+	char sql[64];
+	int v;
+
+	if (auth_user_version(auth, &v) != OSP_OK)
+		return OSP_ERROR;
+	if (v >= latest) {
+		if (v > latest)
+			osp_log_warn("auth", "auth.db schema version %d is "
+			    "newer than this program's %d", v, latest);
+		return OSP_OK;
+	}
+	if (sqlite3_exec(auth->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return OSP_ERROR;
+	if (auth_user_version(auth, &v) != OSP_OK)
+		goto fail;
+	for (; v < latest; v++) {
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+		if (sqlite3_exec(auth->db, auth_migrations[v], NULL, NULL,
+		    NULL) != SQLITE_OK ||
+		    sqlite3_exec(auth->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			goto fail;
+	}
+	if (sqlite3_exec(auth->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		return OSP_OK;
+fail:
+	osp_log_err("auth", "auth.db migration: %s", sqlite3_errmsg(auth->db));
+	sqlite3_exec(auth->db, "ROLLBACK", NULL, NULL, NULL);
+	return OSP_ERROR;
+}
+
+/* ------------------------------------------------------------------ */
+/* TLS client certificates (SASL EXTERNAL)                              */
+
+/*
+ * The certificate's key fingerprint: hex SHA-256 of its DER
+ * SubjectPublicKeyInfo (RFC 5280 §4.1.2.7), what `openssl x509 -pubkey |
+ * openssl pkey -pubin -outform der | sha256sum` prints, so that renewing
+ * a certificate with the same key keeps it registered. out: 65 bytes.
+ */
+static int
+cert_fingerprint(const unsigned char *der, size_t len, char out[65],
+    const char **error_r)
+{
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t d, spki = { NULL, 0 };
+	unsigned char h[32];
+	size_t i;
+	int rc = -EINVAL;
+
+	*error_r = "not an X.509 certificate";
+	d.data = (unsigned char *)(uintptr_t)der;
+	d.size = (unsigned)len;
+	if (len == 0 || len > 1024 * 1024 ||
+	    gnutls_x509_crt_init(&crt) < 0)
+		return -EINVAL;
+	if (gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_pubkey_init(&pub) < 0)
+		goto out;
+	if (gnutls_pubkey_import_x509(pub, crt, 0) < 0 ||
+	    gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0) {
+		*error_r = "cannot read the certificate's public key";
+		goto out;
+	}
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, h) < 0) {
+		*error_r = "SHA-256 failed";
+		rc = OSP_ERROR;
+		goto out;
+	}
+	for (i = 0; i < sizeof(h); i++)
+		snprintf(out + i * 2, 3, "%02x", h[i]);
+	rc = OSP_OK;
+out:
+	gnutls_free(spki.data);
+	if (pub != NULL)
+		gnutls_pubkey_deinit(pub);
+	gnutls_x509_crt_deinit(crt);
+	return rc;
+}
+
+static int
+cert_dberr(struct osp_auth *auth, const char **error_r, const char *what)
+{
+	osp_log_err("auth", "auth.db: %s", sqlite3_errmsg(auth->db));
+	*error_r = what;
+	return OSP_ERROR;
+}
+
+int
+osp_auth_cert_add(struct osp_auth *auth, const char *account,
+    const unsigned char *der, size_t len, const char *name,
+    const char **error_r)
+{
+	sqlite3_stmt *st = NULL;
+	char fp[65], label[17];
+	int rc;
+
+	if ((rc = cert_fingerprint(der, len, fp, error_r)) != OSP_OK)
+		return rc;
+	if (name == NULL || *name == '\0') {
+		/* Default label: the fingerprint's first 16 digits. */
+		osp_strlcpy(label, fp, sizeof(label));
+		name = label;
+	}
+	pthread_mutex_lock(&auth->lock);
+	if (sqlite3_prepare_v2(auth->db, "INSERT INTO certificates"
+	    " (fingerprint, account, name, added) VALUES (?, ?, ?, ?)", -1,
+	    &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL))) {
+		rc = cert_dberr(auth, error_r, "auth.db write failed");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		rc = OSP_OK;
+	else if (rc == SQLITE_CONSTRAINT) {
+		*error_r = "the certificate's key or the name is already "
+		    "registered";
+		rc = -EEXIST;
+	} else
+		rc = cert_dberr(auth, error_r, "auth.db write failed");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&auth->lock);
+	return rc;
+}
+
+int
+osp_auth_cert_remove(struct osp_auth *auth, const char *account,
+    const char *fingerprint_or_name, const char **error_r)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&auth->lock);
+	/* Fingerprints are listed in lower case; accept either. */
+	if (sqlite3_prepare_v2(auth->db, "DELETE FROM certificates WHERE"
+	    " account = ? AND (fingerprint = lower(?) OR name = ?)", -1, &st,
+	    NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 2, fingerprint_or_name, -1,
+	    SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 3, fingerprint_or_name, -1,
+	    SQLITE_STATIC) ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		rc = cert_dberr(auth, error_r, "auth.db write failed");
+	else if (sqlite3_changes(auth->db) == 0) {
+		*error_r = "no such certificate for this account";
+		rc = -ENOENT;
+	} else
+		rc = OSP_OK;
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&auth->lock);
+	return rc;
+}
+
+int
+osp_auth_cert_list(struct osp_auth *auth, const char *account,
+    struct osp_pool *pool, struct osp_auth_cert **certs_r, size_t *n_r,
+    const char **error_r)
+{
+	struct osp_auth_cert *v = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t n = 0, size = 0;
+	int rc;
+
+	*certs_r = NULL;
+	*n_r = 0;
+	pthread_mutex_lock(&auth->lock);
+	if (sqlite3_prepare_v2(auth->db, account != NULL ?
+	    "SELECT account, name, fingerprint FROM certificates"
+	    " WHERE account = ? ORDER BY account, name" :
+	    "SELECT account, name, fingerprint FROM certificates"
+	    " ORDER BY account, name", -1, &st, NULL) != SQLITE_OK ||
+	    (account != NULL && sqlite3_bind_text(st, 1, account, -1,
+	    SQLITE_STATIC) != SQLITE_OK)) {
+		rc = cert_dberr(auth, error_r, "auth.db read failed");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == size) {
+			size = size == 0 ? 8 : size * 2;
+			v = osp_reallocarray(v, size, sizeof(*v));
+		}
+		v[n].account = osp_pstrdup(pool,
+		    (const char *)sqlite3_column_text(st, 0));
+		v[n].name = osp_pstrdup(pool,
+		    (const char *)sqlite3_column_text(st, 1));
+		v[n].fingerprint = osp_pstrdup(pool,
+		    (const char *)sqlite3_column_text(st, 2));
+		n++;
+	}
+	if (rc != SQLITE_DONE) {
+		rc = cert_dberr(auth, error_r, "auth.db read failed");
+		goto out;
+	}
+	if (n > 0)
+		*certs_r = osp_pmemdup(pool, v, n * sizeof(*v));
+	*n_r = n;
+	rc = OSP_OK;
+out:
+	osp_free(v);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&auth->lock);
+	return rc;
+}
+
+int
+osp_auth_cert_account(struct osp_auth *auth, const unsigned char *der,
+    size_t len, struct osp_pool *pool, const char **account_r,
+    const char **error_r)
+{
+	sqlite3_stmt *st = NULL;
+	char fp[65];
+	int rc;
+
+	*account_r = NULL;
+	if ((rc = cert_fingerprint(der, len, fp, error_r)) != OSP_OK)
+		return rc;
+	pthread_mutex_lock(&auth->lock);
+	if (sqlite3_prepare_v2(auth->db, "SELECT account FROM certificates"
+	    " WHERE fingerprint = ?", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 1, fp, -1, SQLITE_STATIC) != SQLITE_OK) {
+		rc = cert_dberr(auth, error_r, "auth.db read failed");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*account_r = osp_pstrdup(pool,
+		    (const char *)sqlite3_column_text(st, 0));
+		rc = OSP_OK;
+	} else if (rc == SQLITE_DONE) {
+		*error_r = "certificate not registered";
+		rc = -ENOENT;
+	} else
+		rc = cert_dberr(auth, error_r, "auth.db read failed");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&auth->lock);
 	return rc;
 }

@@ -21,6 +21,9 @@ struct osp_cli_cmd {
 	const char	*help;
 };
 
+/* The whole command line: global options, then the subcommand. Returns
+ * the exit code. */
+int	osp_cli_main(int argc, char **argv);
 void	osp_cli_usage(FILE *out);
 /* Prints one command's usage to stderr; returns 2. */
 int	osp_cli_cmd_usage(const char *name);
@@ -36,6 +39,7 @@ int	osp_cli_import(struct osp_cli *cli, int argc, char **argv);
 int	osp_cli_export(struct osp_cli *cli, int argc, char **argv);
 int	osp_cli_backup(struct osp_cli *cli, int argc, char **argv);
 int	osp_cli_verifydata(struct osp_cli *cli, int argc, char **argv);
+int	osp_cli_cid(struct osp_cli *cli, int argc, char **argv);
 int	osp_cli_gentestdata(struct osp_cli *cli, int argc, char **argv);
 
 /* Loads a configuration and its modules, filled and checked, without

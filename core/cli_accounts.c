@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /* `osprey config account|address|domain ...` (targeted, atomic edits of
- * domains.yaml that keep comments) and `osprey setaccountpassword`. */
+ * domains.yaml that keep comments), `osprey setaccountpassword` and the
+ * TLS client certificates of `osprey config account tlscert ...`. */
 #include "core.h"
 #include "conf_int.h"
 #include "cli.h"
@@ -13,6 +14,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 
 #define MIN_PASSWORD	8
 #define MAX_PASSWORD	1024
@@ -896,13 +900,126 @@ domain_rm(struct doc *d, const char *domain)
 	return 0;
 }
 
+/* ---- account tlscert: client certificates for SASL EXTERNAL --------- */
+
+/* The first certificate of a PEM file (or a DER file), as DER. */
+static int
+tlscert_read(const char *file, gnutls_datum_t *der_r)
+{
+	gnutls_x509_crt_t crt;
+	gnutls_datum_t in;
+	int r;
+
+	der_r->data = NULL;
+	if ((r = gnutls_load_file(file, &in)) < 0) {
+		fprintf(stderr, "osprey: %s: %s\n", file, gnutls_strerror(r));
+		return -1;
+	}
+	if ((r = gnutls_x509_crt_init(&crt)) >= 0) {
+		/* PEM: the first certificate (in a chain, the client's
+		 * own comes first); else DER. */
+		r = gnutls_x509_crt_import(crt, &in, GNUTLS_X509_FMT_PEM);
+		if (r < 0)
+			r = gnutls_x509_crt_import(crt, &in,
+			    GNUTLS_X509_FMT_DER);
+		if (r >= 0)
+			r = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER,
+			    der_r);
+		gnutls_x509_crt_deinit(crt);
+	}
+	gnutls_free(in.data);
+	if (r < 0) {
+		fprintf(stderr, "osprey: %s: not a certificate (PEM or DER): "
+		    "%s\n", file, gnutls_strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tlscert_cmd(struct doc *d, int argc, char **argv)
+{
+	struct osp_auth *auth = NULL;
+	struct osp_auth_cert *certs;
+	const char *verb = argv[0], *err = "";
+	gnutls_datum_t der = { NULL, 0 };
+	size_t n, i;
+	int rc = 1, r;
+
+	if (argc >= 2 && osp_accounts_account(d->acc, argv[1]) == NULL) {
+		fprintf(stderr, "osprey: no account named %s in %s\n",
+		    argv[1], d->path);
+		return 1;
+	}
+	if (strcmp(verb, "add") == 0 && tlscert_read(argv[2], &der) != 0)
+		return 1;
+	if (mkdir(d->data_dir, 0750) != 0 && errno != EEXIST) {
+		fprintf(stderr, "osprey: %s: %s\n", d->data_dir,
+		    strerror(errno));
+		goto out;
+	}
+	if (osp_auth_open(d->data_dir, &auth, &err) != OSP_OK) {
+		fprintf(stderr, "osprey: %s/auth.db: %s\n", d->data_dir, err);
+		goto out;
+	}
+	if (strcmp(verb, "add") == 0) {
+		if ((r = osp_auth_cert_add(auth, argv[1], der.data, der.size,
+		    argc == 4 ? argv[3] : NULL, &err)) != OSP_OK) {
+			fprintf(stderr, "osprey: %s: %s\n", argv[2], err);
+			goto out;
+		}
+		printf("certificate %s added to account %s; list with "
+		    "`osprey config account tlscert list`\n", argv[2],
+		    argv[1]);
+	} else if (strcmp(verb, "rm") == 0) {
+		if (osp_auth_cert_remove(auth, argv[1], argv[2], &err) !=
+		    OSP_OK) {
+			fprintf(stderr, "osprey: %s: %s\n", argv[2], err);
+			goto out;
+		}
+		printf("certificate %s removed from account %s\n", argv[2],
+		    argv[1]);
+	} else {
+		if (osp_auth_cert_list(auth, argc == 2 ? argv[1] : NULL,
+		    d->pool, &certs, &n, &err) != OSP_OK) {
+			fprintf(stderr, "osprey: %s/auth.db: %s\n",
+			    d->data_dir, err);
+			goto out;
+		}
+		for (i = 0; i < n; i++)
+			printf("%s\t%s\t%s\n", certs[i].account,
+			    certs[i].name, certs[i].fingerprint);
+	}
+	rc = 0;
+out:
+	gnutls_free(der.data);
+	osp_auth_close(auth);
+	return rc;
+}
+
 int
 osp_cli_config_accounts(struct osp_cli *cli, int argc, char **argv)
 {
 	struct doc d;
 	const char *what = argv[0], *verb = argc > 1 ? argv[1] : "";
+	const char *sub = argc > 2 ? argv[2] : "";
 	int rc;
 
+	/* account tlscert add ACCOUNT CERTFILE [NAME] | rm ACCOUNT FP|NAME |
+	 * list [ACCOUNT] */
+	if (strcmp(what, "account") == 0 && strcmp(verb, "tlscert") == 0) {
+		if (!((strcmp(sub, "add") == 0 && (argc == 5 || argc == 6)) ||
+		    (strcmp(sub, "rm") == 0 && argc == 5) ||
+		    (strcmp(sub, "list") == 0 && (argc == 3 || argc == 4))))
+			return osp_cli_cmd_usage("config");
+		if (doc_open(&d, cli) != 0) {
+			doc_deinit(&d);
+			return 1;
+		}
+		rc = tlscert_cmd(&d, argc - 2, argv + 2);
+		doc_deinit(&d);
+		return rc;
+	}
 	if (!((strcmp(what, "account") == 0 && ((strcmp(verb, "add") == 0 &&
 	    argc == 4) || (strcmp(verb, "rm") == 0 && argc == 3) ||
 	    (strcmp(verb, "list") == 0 && argc == 2))) ||

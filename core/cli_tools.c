@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 char *
@@ -517,4 +518,42 @@ osp_cli_gentestdata(struct osp_cli *cli, int argc, char **argv)
 	if (ret == 0)
 		printf("test data written to %s\n", argv[1]);
 	return ret;
+}
+
+/* `osprey cid VALUE...`: the session id and time of Received ids. */
+int
+osp_cli_cid(struct osp_cli *cli, int argc, char **argv)
+{
+	const char *error;
+	char *dir, tbuf[64];
+	uint64_t id;
+	int64_t when;
+	struct tm tm;
+	time_t t;
+	int i, rc = 0;
+
+	if (argc < 2)
+		return osp_cli_cmd_usage("cid");
+	if ((dir = cli_tools_data_dir(cli)) == NULL)
+		return 1;
+	if (osp_cid_init(dir, false, &error) != OSP_OK) {
+		fprintf(stderr, "osprey: %s/%s\n", dir, error);
+		free(dir);
+		return 1;
+	}
+	free(dir);
+	for (i = 1; i < argc; i++) {
+		if (osp_cid_decrypt(argv[i], &id, &when) != OSP_OK) {
+			fprintf(stderr, "osprey: %s: not a session id of this "
+			    "installation\n", argv[i]);
+			rc = 1;
+			continue;
+		}
+		t = (time_t)when;
+		gmtime_r(&t, &tm);
+		strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		printf("%s id=" OSP_ID_FMT " time=%s\n", argv[i],
+		    OSP_ID_ARG(id), tbuf);
+	}
+	return rc;
 }

@@ -507,6 +507,8 @@ core_post(struct osp_config *gen, struct osp_conf_errs *errs)
 			break;
 		}
 	}
+	/* limits: each list has one number per IP class. */
+	osp_limit_conf_check(gen, errs);
 }
 
 struct osp_config *

@@ -89,6 +89,34 @@ static const struct osp_conf_def tls_defs[] = {
 	OSP_CONF_END
 };
 
+/* limit.h: three numbers each, for the IP classes IPv4 /32 /26 /21 and
+ * IPv6 /64 /48 /32 (mox's defaults); the count is checked by
+ * osp_limit_conf_check(). */
+static const struct osp_conf_def limits_defs[] = {
+	{ .key = "connection-rate", .type = OSP_CONF_LIST, .elem = OSP_CONF_INT,
+	  .offset = CORE(limits.connection_rate) - CORE(limits),
+	  .dflt = "[300, 900, 2700]", .min = 0, .max = 1000000000,
+	  .help = "New connections per minute from one IPv4 /32, /26, /21 "
+	  "(IPv6 /64, /48, /32); 0: no limit." },
+	{ .key = "connections", .type = OSP_CONF_LIST, .elem = OSP_CONF_INT,
+	  .offset = CORE(limits.connections) - CORE(limits),
+	  .dflt = "[30, 90, 270]", .min = 0, .max = 1000000000,
+	  .help = "Open connections at once per IP class; 0: no limit." },
+	{ .key = "auth-failures-per-minute", .type = OSP_CONF_LIST,
+	  .elem = OSP_CONF_INT,
+	  .offset = CORE(limits.auth_failures_per_minute) - CORE(limits),
+	  .dflt = "[10, 30, 90]", .min = 0, .max = 1000000000,
+	  .help = "Failed authentications per minute per IP class (every "
+	  "protocol); 0: no limit." },
+	{ .key = "auth-failures-per-day", .type = OSP_CONF_LIST,
+	  .elem = OSP_CONF_INT,
+	  .offset = CORE(limits.auth_failures_per_day) - CORE(limits),
+	  .dflt = "[50, 150, 450]", .min = 0, .max = 1000000000,
+	  .help = "Failed authentications per day per IP class; 0: no "
+	  "limit." },
+	OSP_CONF_END
+};
+
 /* Exported for osp_config_fill_modules(): these keys of a listener entry
  * are the core's, the others belong to the protocol module. */
 const struct osp_conf_def osp_core_listener_defs[] = {
@@ -157,6 +185,9 @@ const struct osp_conf_def osp_core_conf_defs[] = {
 	  .sub = dns_defs, .help = "DNSSEC-validating resolver (libunbound)." },
 	{ .key = "tls", .type = OSP_CONF_SECTION, .offset = CORE(tls),
 	  .sub = tls_defs, .help = "TLS server settings." },
+	{ .key = "limits", .type = OSP_CONF_SECTION, .offset = CORE(limits),
+	  .sub = limits_defs,
+	  .help = "Abuse limits per IP class, shared by every protocol." },
 	{ .key = "listeners", .type = OSP_CONF_SECTIONS,
 	  .offset = CORE(listeners), .sub = osp_core_listener_defs,
 	  .elem_size = sizeof(struct osp_core_listener),

@@ -78,6 +78,14 @@ struct osp_core_conf {
 		int			 min_version;	/* enum osp_tls_minver */
 	} tls;
 	struct osp_conf_list	 listeners;	/* struct osp_core_listener */
+	/* limit.h: int64_t items, one per IP class {/32 /26 /21 | /64 /48
+	 * /32}, 0 = none; exactly 3 each (osp_limit_conf_check) */
+	struct {
+		struct osp_conf_list	 connection_rate;	/* per minute */
+		struct osp_conf_list	 connections;		/* open */
+		struct osp_conf_list	 auth_failures_per_minute;
+		struct osp_conf_list	 auth_failures_per_day;
+	} limits;
 };
 
 /* A generation (opaque to modules, see conf.h). */
@@ -252,6 +260,50 @@ void	osp_store_set_current(struct osp_store *store);
 /* Group commit statistics since start (for bench/store): batches committed
  * by osp_store_deliver() and the messages in them. Main thread. */
 void	osp_store_stats(uint64_t *batches_r, uint64_t *messages_r);
+
+/* ------------------------------------------------------------------ */
+/* Credentials, sending history, session ids (auth.c, sendlog.c, cid.c) */
+
+/* Opens <data_dir>/<name> (created mode 0600) read-write for use from
+ * any thread: WAL, synchronous=FULL, 10 s busy timeout, then `pragmas`
+ * (may be NULL). Errors are logged; *error_r is static. BLOCKING. */
+struct sqlite3;
+int	osp_sqlite_open_private(const char *data_dir, const char *name,
+	    const char *pragmas, struct sqlite3 **db_r, const char **error_r);
+/* Make the handle osp_auth_current()/osp_sendlog_current() return (NULL:
+ * none). Main thread, at startup and shutdown. */
+void	osp_auth_set_current(struct osp_auth *auth);
+void	osp_sendlog_set_current(struct osp_sendlog *log);
+/* Loads <data_dir>/cid.key, creating it (mode 0600) when create is true
+ * and it does not exist. */
+int	osp_cid_init(const char *data_dir, bool create, const char **error_r);
+
+/* ------------------------------------------------------------------ */
+/* SASL (sasl.c, sasl_mechs.c, sasl_scram.c)                           */
+
+/* Registers the built-in mechanisms under the core's own module context
+ * (named "core"). Before modules init. */
+int	osp_sasl_builtin_init(void);
+
+/* ------------------------------------------------------------------ */
+/* Limits and metrics (limit.c, metrics.c)                              */
+
+/* Applies the limits of a config generation (startup and reload); keeps
+ * the counters. Main thread. */
+void	osp_limit_configure(const struct osp_core_conf *cc);
+/* Forgets all state (tests, shutdown). */
+void	osp_limit_reset(void);
+/* Checks gen's `limits:` section (three numbers per limit) and adds
+ * errors with file:line:col. Called from core_post() (conf.c). */
+void	osp_limit_conf_check(const struct osp_config *gen,
+	    struct osp_conf_errs *errs);
+/* Tests: the millisecond clock the limiter reads (NULL: osp_now_ms). */
+typedef uint64_t osp_limit_clock_fn(void);
+void	osp_limit_set_clock(osp_limit_clock_fn *fn);
+/* Tests: entries held for IP class 0..2 (both families). */
+size_t	osp_limit_entries(int cls);
+/* Frees every metric family (exit, tests). */
+void	osp_metrics_free_all(void);
 
 /* ------------------------------------------------------------------ */
 /* Privileges (privdrop.c)                                              */

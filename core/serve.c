@@ -67,6 +67,7 @@ reload(void)
 	if (osp_log_configure(&gen->core, &error) != OSP_OK)
 		osp_log_err("core", "reload: %s: keeping log settings", error);
 	osp_config_set_current(gen);
+	osp_limit_configure(&gen->core);
 	if (osp_modules_reload(gen) != OSP_OK)
 		osp_log_warn("core", "reload: a module did not adopt the new "
 		    "configuration");
@@ -150,6 +151,8 @@ int
 osp_serve_run(const char *config_file, bool as_invoker)
 {
 	struct osp_store *store = NULL;
+	struct osp_auth *auth = NULL;
+	struct osp_sendlog *sendlog = NULL;
 	struct osp_pool *accounts_pool = NULL;
 	struct osp_config *gen;
 	const char *error;
@@ -177,6 +180,12 @@ osp_serve_run(const char *config_file, bool as_invoker)
 	if (osp_accounts_watch_start(osp_accounts_path(accounts_pool,
 	    config_file)) != OSP_OK) {
 		osp_log_err("core", "domains.yaml has errors: not starting");
+		goto out_accounts;
+	}
+	osp_limit_configure(&gen->core);
+	/* Built-in SASL mechanisms first, so modules can list them. */
+	if (osp_sasl_builtin_init() != OSP_OK) {
+		osp_log_err("core", "registering the SASL mechanisms failed");
 		goto out_accounts;
 	}
 	if (osp_modules_init(&error) != OSP_OK) {
@@ -208,6 +217,21 @@ osp_serve_run(const char *config_file, bool as_invoker)
 		goto out_listeners;
 	}
 	osp_store_set_current(store);
+	if (osp_auth_open(gen->core.data_dir, &auth, &error) != OSP_OK) {
+		osp_log_err("core", "%s/auth.db: %s", gen->core.data_dir, error);
+		goto out_listeners;
+	}
+	osp_auth_set_current(auth);
+	if (osp_sendlog_open(gen->core.data_dir, &sendlog, &error) != OSP_OK) {
+		osp_log_err("core", "%s/sendlog.db: %s", gen->core.data_dir,
+		    error);
+		goto out_listeners;
+	}
+	osp_sendlog_set_current(sendlog);
+	if (osp_cid_init(gen->core.data_dir, true, &error) != OSP_OK) {
+		osp_log_err("core", "%s/%s", gen->core.data_dir, error);
+		goto out_listeners;
+	}
 	if (osp_modules_start(&error) != OSP_OK) {
 		osp_log_err("core", "%s", error);
 		goto out_listeners;
@@ -238,6 +262,14 @@ out_event:
 	if (serve.drain_timer != NULL)
 		osp_timer_free(serve.drain_timer);
 	osp_event_deinit();
+	/* After the workers are drained: SASL steps and sendlog checks in
+	 * flight use these handles. */
+	osp_auth_set_current(NULL);
+	osp_auth_close(auth);
+	osp_sendlog_set_current(NULL);
+	osp_sendlog_close(sendlog);
+	osp_limit_reset();
+	osp_metrics_free_all();
 	osp_config_set_current(NULL);
 	return rc;
 out_unload:

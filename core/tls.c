@@ -503,7 +503,13 @@ osp_tls_session_server(struct osp_tls_server *srv, gnutls_session_t *s_r,
 		*error_r = gnutls_strerror(r);
 		return OSP_ETLS;
 	}
-	gnutls_certificate_server_set_request(s, GNUTLS_CERT_IGNORE);
+	/* Ask for (never require) a client certificate, for SASL EXTERNAL
+	 * (RFC 4422 appendix A). It is not verified against any CA: a
+	 * certificate is matched by its key, registered to an account in
+	 * auth.db, so self-signed ones are the normal case. GnuTLS still
+	 * checks the client's CertificateVerify signature, proving it holds
+	 * the key. Clients without one send an empty Certificate message. */
+	gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
 	/* conn.c enforces its own handshake deadline. */
 	gnutls_handshake_set_timeout(s, 0);
 	osp_tls_server_ref(srv);

@@ -32,6 +32,9 @@ struct osp_auth;
 int	osp_auth_open(const char *data_dir, struct osp_auth **auth_r,
 	    const char **error_r);
 void	osp_auth_close(struct osp_auth *auth);
+/* The server's handle (opened at startup after the privilege drop), or
+ * NULL outside `serve`. Main thread (pass it to the worker). */
+struct osp_auth *osp_auth_current(void);
 
 /* Stores every credential form for account, replacing the old ones, in one
  * transaction. -EINVAL for a password with a NUL byte or longer than
@@ -98,6 +101,35 @@ void	osp_auth_cram_md5_state(const char *password, size_t len,
 	    uint32_t state_r[8]);
 void	osp_auth_cram_md5_hmac(const uint32_t state[8], const void *msg,
 	    size_t len, unsigned char digest_r[16]);
+
+/*
+ * TLS client certificates for SASL EXTERNAL (RFC 4422 appendix A): an
+ * account registers certificates; a client presenting one of them logs in
+ * as that account. Matched by the SHA-256 of the certificate's
+ * SubjectPublicKeyInfo, so a renewed certificate with the same key keeps
+ * working. `der`: the certificate in DER. name: a label for listings.
+ */
+int	osp_auth_cert_add(struct osp_auth *auth, const char *account,
+	    const unsigned char *der, size_t len, const char *name,
+	    const char **error_r);
+/* Removes by fingerprint (hex, as listed) or name. -ENOENT if none. */
+int	osp_auth_cert_remove(struct osp_auth *auth, const char *account,
+	    const char *fingerprint_or_name, const char **error_r);
+struct osp_pool;
+struct osp_auth_cert {
+	const char	*account;
+	const char	*name;
+	const char	*fingerprint;	/* hex SHA-256 of the SPKI */
+};
+/* Lists an account's certificates (NULL account: all), from pool. */
+int	osp_auth_cert_list(struct osp_auth *auth, const char *account,
+	    struct osp_pool *pool, struct osp_auth_cert **certs_r,
+	    size_t *n_r, const char **error_r);
+/* The account owning the certificate `der`: OSP_OK with *account_r from
+ * pool, or -ENOENT. */
+int	osp_auth_cert_account(struct osp_auth *auth, const unsigned char *der,
+	    size_t len, struct osp_pool *pool, const char **account_r,
+	    const char **error_r);
 
 /* Constant-time comparison of two buffers of len bytes. */
 bool	osp_auth_mem_equal(const void *a, const void *b, size_t len);

@@ -23,5 +23,9 @@
 #include <osprey/message.h>
 #include <osprey/accounts.h>
 #include <osprey/auth.h>
+#include <osprey/limit.h>
+#include <osprey/metrics.h>
+#include <osprey/sendlog.h>
+#include <osprey/smtp.h>
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "testutil.h"
 
@@ -246,6 +247,55 @@ test_id(void)
 	CU_ASSERT_STRING_EQUAL(s, "0000000000000001");
 }
 
+/* Received-header ids: round trip, key file, tampering, other keys. */
+static void
+test_cid(void)
+{
+	char dir[4096], dir2[4096], path[4200], cid[OSP_CID_LEN + 1], up[32];
+	const char *error;
+	struct stat st;
+	uint64_t id;
+	int64_t when;
+	size_t i;
+
+	snprintf(dir, sizeof(dir), "%s/cid1", osp_test_tmpdir());
+	snprintf(dir2, sizeof(dir2), "%s/cid2", osp_test_tmpdir());
+	CU_ASSERT_FATAL(mkdir(dir, 0700) == 0 && mkdir(dir2, 0700) == 0);
+	CU_ASSERT_EQUAL(osp_cid_init(dir, false, &error), -ENOENT);
+	CU_ASSERT_EQUAL_FATAL(osp_cid_init(dir, true, &error), OSP_OK);
+	snprintf(path, sizeof(path), "%s/cid.key", dir);
+	CU_ASSERT_FATAL(stat(path, &st) == 0);
+	CU_ASSERT_EQUAL(st.st_size, 16);
+	CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+
+	osp_cid_encrypt(0x3f2a9c01d2e4b7a0ULL, 1795000000, cid);
+	CU_ASSERT_EQUAL(strlen(cid), OSP_CID_LEN);
+	CU_ASSERT_EQUAL(osp_cid_decrypt(cid, &id, &when), OSP_OK);
+	CU_ASSERT_EQUAL(id, 0x3f2a9c01d2e4b7a0ULL);
+	CU_ASSERT_EQUAL(when, 1795000000);
+	/* The same id at another time looks unrelated. */
+	osp_cid_encrypt(0x3f2a9c01d2e4b7a0ULL, 1795000001, up);
+	CU_ASSERT(strncmp(cid, up, 8) != 0);
+	/* Upper case (a header rewritten on the way) still decodes. */
+	for (i = 0; cid[i] != '\0'; i++)
+		up[i] = (char)(cid[i] >= 'a' && cid[i] <= 'z' ? cid[i] - 32 :
+		    cid[i]);
+	up[i] = '\0';
+	CU_ASSERT_EQUAL(osp_cid_decrypt(up, &id, &when), OSP_OK);
+	/* Tampered, truncated, foreign characters. */
+	up[3] = up[3] == 'A' ? 'B' : 'A';
+	CU_ASSERT_EQUAL(osp_cid_decrypt(up, &id, &when), -EINVAL);
+	CU_ASSERT_EQUAL(osp_cid_decrypt("abc", &id, &when), -EINVAL);
+	CU_ASSERT_EQUAL(osp_cid_decrypt("0000000000000000000000000!",
+	    &id, &when), -EINVAL);
+	/* Another installation's key does not decode it. */
+	CU_ASSERT_EQUAL_FATAL(osp_cid_init(dir2, true, &error), OSP_OK);
+	CU_ASSERT_EQUAL(osp_cid_decrypt(cid, &id, &when), -EINVAL);
+	/* The first key is kept on a second init. */
+	CU_ASSERT_EQUAL_FATAL(osp_cid_init(dir, true, &error), OSP_OK);
+	CU_ASSERT_EQUAL(osp_cid_decrypt(cid, &id, &when), OSP_OK);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -259,6 +309,7 @@ main(int argc, char **argv)
 		OSP_TEST(test_log_safe),
 		OSP_TEST(test_log_file),
 		OSP_TEST(test_id),
+		OSP_TEST(test_cid),
 		OSP_TEST_END,
 	};
 
