@@ -34,6 +34,12 @@ static const char localserve_yaml[] =
 "log:\n"
 "  level: info\n"
 "modules: [smtp, imap, http]\n"
+"smtp:\n"
+"  # every recipient, local or not, goes to this account; localparts\n"
+"  # temperror, permerror, timeout (and mailfrom*/rcptto* prefixes)\n"
+"  # simulate failures\n"
+"  localserve-account: osprey\n"
+"  require-tls-for-auth: false\n"
 "tls:\n"
 "  certificates:\n"
 "    - cert: localhost.crt\n"
@@ -77,6 +83,26 @@ static const char localserve_yaml[] =
 "    address: [127.0.0.1, \"::1\"]\n"
 "    port: 1443\n"
 "    tls: implicit\n";
+
+/* The account every message lands in. */
+#define LOCALSERVE_ACCOUNT	"osprey"
+#define LOCALSERVE_ADDRESS	"osprey@localhost"
+#define LOCALSERVE_PASSWORD	"ospreyosprey"
+
+static const char localserve_domains_yaml[] =
+"# osprey localserve: domains and accounts (reloaded on change).\n"
+"domains:\n"
+"  localhost:\n"
+"    description: localserve\n"
+"    localpart-catchall-separator: \"+\"\n"
+"    catchall-account: " LOCALSERVE_ACCOUNT "\n"
+"postmaster-account: " LOCALSERVE_ACCOUNT "\n"
+"accounts:\n"
+"  " LOCALSERVE_ACCOUNT ":\n"
+"    domain: localhost\n"
+"    full-name: Osprey Localserve\n"
+"    destinations:\n"
+"      " LOCALSERVE_ADDRESS ": {}\n";
 
 static int
 write_file(const char *path, const void *data, size_t len, mode_t mode)
@@ -175,6 +201,31 @@ out:
 	return ret;
 }
 
+/* Gives the account its well-known password once (auth.db in the data
+ * directory); a password changed later by the user is kept. */
+static int
+ensure_password(const char *dir, const char **error_r)
+{
+	char data[4200];
+	struct osp_auth *auth = NULL;
+	bool has = false;
+	int ret;
+
+	snprintf(data, sizeof(data), "%s/data", dir);
+	if (mkdir(data, 0750) == -1 && errno != EEXIST) {
+		*error_r = strerror(errno);
+		return -errno;
+	}
+	if ((ret = osp_auth_open(data, &auth, error_r)) != OSP_OK)
+		return ret;
+	ret = osp_auth_has_password(auth, LOCALSERVE_ACCOUNT, &has, error_r);
+	if (ret == OSP_OK && !has)
+		ret = osp_auth_set_password(auth, LOCALSERVE_ACCOUNT,
+		    LOCALSERVE_PASSWORD, strlen(LOCALSERVE_PASSWORD), error_r);
+	osp_auth_close(auth);
+	return ret;
+}
+
 static const char *
 default_dir(void)
 {
@@ -215,7 +266,7 @@ mkdirs(const char *path)
 int
 osp_cli_localserve(struct osp_cli *cli, int argc, char **argv)
 {
-	char cfg[4200], crt[4200], key[4200];
+	char cfg[4200], crt[4200], key[4200], dom[4200];
 	const char *dir = NULL, *error;
 	int i, ret;
 
@@ -238,6 +289,7 @@ osp_cli_localserve(struct osp_cli *cli, int argc, char **argv)
 	snprintf(cfg, sizeof(cfg), "%s/osprey.yaml", dir);
 	snprintf(crt, sizeof(crt), "%s/localhost.crt", dir);
 	snprintf(key, sizeof(key), "%s/localhost.key", dir);
+	snprintf(dom, sizeof(dom), "%s/domains.yaml", dir);
 	if (access(crt, F_OK) == -1 || access(key, F_OK) == -1) {
 		if (make_certificate(crt, key, &error) != OSP_OK) {
 			fprintf(stderr, "osprey: localserve: certificate: %s\n",
@@ -256,11 +308,28 @@ osp_cli_localserve(struct osp_cli *cli, int argc, char **argv)
 		}
 		printf("localserve: wrote %s\n", cfg);
 	}
+	if (access(dom, F_OK) == -1) {
+		if ((ret = write_file(dom, localserve_domains_yaml,
+		    sizeof(localserve_domains_yaml) - 1, 0644)) != OSP_OK) {
+			fprintf(stderr, "osprey: localserve: %s: %s\n", dom,
+			    osp_strerror(ret));
+			return 1;
+		}
+		printf("localserve: wrote %s\n", dom);
+	}
+	if (ensure_password(dir, &error) != OSP_OK) {
+		fprintf(stderr, "osprey: localserve: %s/data/auth.db: %s\n",
+		    dir, error);
+		return 1;
+	}
 	printf("localserve: directory %s\n"
 	    "localserve: SMTP 1025, submission 1587 (STARTTLS), submissions "
 	    "1465,\n"
 	    "localserve: IMAP 1143, IMAPS 1993, HTTP 1080, HTTPS 1443 on "
-	    "127.0.0.1 and ::1\n", dir);
+	    "127.0.0.1 and ::1\n"
+	    "localserve: account " LOCALSERVE_ADDRESS " password "
+	    LOCALSERVE_PASSWORD " (login without TLS allowed);\n"
+	    "localserve: every recipient address is delivered to it\n", dir);
 	fflush(stdout);
 	(void)cli;
 	return osp_serve_run(cfg, true);

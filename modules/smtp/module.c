@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: ISC */
 /* SMTP server module: descriptor, config schema and lifecycle. The
- * protocol is not implemented yet: listeners answer 421 and close. */
+ * protocol lives in smtp_session.c and its helpers. */
 #include "config.h"
 
 #include <stdbool.h>
@@ -10,25 +10,7 @@
 
 #include <osprey/osprey.h>
 
-struct smtp_conf {
-	const char	*hostname;
-	const char	*greeting;
-	uint64_t	 max_message_size;
-	int64_t		 max_recipients;
-	int64_t		 max_errors;
-	uint64_t	 command_timeout;
-	uint64_t	 data_timeout;
-	bool		 require_tls_for_auth;
-};
-
-enum smtp_role {
-	SMTP_ROLE_DELIVERY = 0,
-	SMTP_ROLE_SUBMISSION,
-};
-
-struct smtp_listener_conf {
-	int		 role;		/* enum smtp_role */
-};
+#include "smtp.h"
 
 static const char *const smtp_roles[] = { "delivery", "submission", NULL };
 
@@ -48,7 +30,8 @@ static const struct osp_conf_def smtp_conf_defs[] = {
 	{ .key = "max-recipients", .type = OSP_CONF_INT,
 	  .offset = F(max_recipients), .dflt = "1000",
 	  .help = "recipients per transaction (at least 100, RFC 5321 "
-	  "4.5.3.1.8)", .min = 100, .max = 100000 },
+	  "4.5.3.1.8), announced as LIMITS RCPTMAX (RFC 9422)", .min = 100,
+	  .max = 100000 },
 	{ .key = "max-errors", .type = OSP_CONF_INT, .offset = F(max_errors),
 	  .dflt = "20",
 	  .help = "protocol errors in a session before it is disconnected",
@@ -65,7 +48,22 @@ static const struct osp_conf_def smtp_conf_defs[] = {
 	/* RFC 4954 §4, RFC 8314 §3: no passwords over cleartext. */
 	{ .key = "require-tls-for-auth", .type = OSP_CONF_BOOL,
 	  .offset = F(require_tls_for_auth), .dflt = "true",
-	  .help = "offer AUTH only after STARTTLS or on implicit TLS" },
+	  .help = "offer AUTH only after STARTTLS or on implicit TLS, and "
+	  "require STARTTLS before MAIL on starttls submission listeners" },
+	{ .key = "auth-failure-delay", .type = OSP_CONF_DURATION,
+	  .offset = F(auth_failure_delay), .dflt = "1s",
+	  .help = "delay before the reply to a failed AUTH (from the third "
+	  "failure the session also turns slow: 1 byte/s replies)",
+	  .min = 0, .max = 60000 },
+	{ .key = "unknown-recipient-delay", .type = OSP_CONF_DURATION,
+	  .offset = F(unknown_recipient_delay), .dflt = "1s",
+	  .help = "delay before the 550 5.1.1 reply to an unknown recipient "
+	  "(slows address harvesting)", .min = 0, .max = 60000 },
+	{ .key = "localserve-account", .type = OSP_CONF_STRING,
+	  .offset = F(localserve_account),
+	  .help = "development only (set by osprey localserve): every "
+	  "recipient goes to this account's Inbox and localparts simulate "
+	  "failures (see README)" },
 	OSP_CONF_END
 };
 #undef F
@@ -102,38 +100,13 @@ smtp_check(struct osp_module_ctx *ctx, void *confp)
 			break;
 		}
 	}
+	if (conf->localserve_account != NULL &&
+	    conf->localserve_account[0] == '\0') {
+		osp_module_conf_error(ctx, &conf->localserve_account,
+		    "must name an account");
+		rc = OSP_ECONFIG;
+	}
 	return rc;
-}
-
-static void
-smtp_refuse_cb(struct osp_conn *c, enum osp_conn_event ev, void *arg)
-{
-	/* Nothing to do: the connection is closing (osp_conn_close()
-	 * delivers no further events). */
-}
-
-/*
- * Until the protocol exists, refuse honestly: RFC 5321 §3.8 lets a server
- * that cannot serve answer the connection with 421 and close.
- */
-static void
-smtp_accept(struct osp_conn *c, const struct osp_listener_info *li,
-    void *arg)
-{
-	struct osp_module_ctx *ctx = arg;
-	const struct smtp_conf *conf = osp_module_conf(ctx);
-	const char *hostname = conf != NULL ? conf->hostname : NULL;
-
-	if (hostname == NULL)
-		hostname = osp_config_hostname(osp_config_current());
-	osp_conn_set_callback(c, smtp_refuse_cb, NULL);
-	osp_conn_set_timeouts(c, 0, 30000);
-	osp_log_info("smtp", OSP_ID_FMT " refused address=%s listener=%s "
-	    "reason=not-implemented", OSP_ID_ARG(osp_conn_id(c)),
-	    osp_conn_peer_str(c), li->name);
-	osp_conn_printf(c, "421 4.3.2 %s Service not available: SMTP not "
-	    "implemented yet\r\n", hostname);
-	osp_conn_close(c);
 }
 
 static int
@@ -141,13 +114,49 @@ smtp_init(struct osp_module_ctx *ctx)
 {
 	int rc;
 
-	osp_log_warn("smtp", "protocol not implemented yet: listeners with "
-	    "protocol smtp will refuse connections with 421");
-	rc = osp_listener_add(ctx, smtp_accept, ctx);
+	memset(&smtp_mod, 0, sizeof(smtp_mod));
+	smtp_mod.ctx = ctx;
+	smtp_mod.m_connections = osp_metric_new("osprey_smtp_connections_total",
+	    "SMTP connections accepted", OSP_METRIC_COUNTER, "listener");
+	smtp_mod.m_rejected = osp_metric_new("osprey_smtp_rejected_total",
+	    "SMTP commands or messages refused", OSP_METRIC_COUNTER,
+	    "reason");
+	smtp_mod.m_delivered = osp_metric_new("osprey_smtp_delivered_total",
+	    "messages stored durably by the SMTP server",
+	    OSP_METRIC_COUNTER, "role");
+	smtp_mod.m_auth_failures = osp_metric_new(
+	    "osprey_smtp_auth_failures_total", "failed SMTP AUTH attempts",
+	    OSP_METRIC_COUNTER, "mechanism");
+	smtp_mod.m_auth_success = osp_metric_new(
+	    "osprey_smtp_auth_success_total", "successful SMTP AUTH",
+	    OSP_METRIC_COUNTER, "mechanism");
+	smtp_mod.m_sessions = osp_metric_new("osprey_smtp_sessions",
+	    "open SMTP sessions", OSP_METRIC_GAUGE, NULL);
+	rc = osp_listener_add(ctx, smtp_session_accept, ctx);
 	if (rc != OSP_OK)
 		osp_log_err("smtp", "cannot register the listener handler: "
 		    "%s", osp_strerror(rc));
 	return rc;
+}
+
+/* New sessions take the new generation's conf (osp_config_module of the
+ * generation they reference); running sessions keep theirs. */
+static int
+smtp_reload(struct osp_module_ctx *ctx, const void *newconf)
+{
+	return OSP_OK;
+}
+
+static void
+smtp_stop(struct osp_module_ctx *ctx)
+{
+	smtp_session_stop_all();
+}
+
+static void
+smtp_fini(struct osp_module_ctx *ctx)
+{
+	smtp_deliver_fini();
 }
 
 const struct osp_module osp_module = {
@@ -160,4 +169,7 @@ const struct osp_module osp_module = {
 	.listener_conf_size = sizeof(struct smtp_listener_conf),
 	.check = smtp_check,
 	.init = smtp_init,
+	.reload = smtp_reload,
+	.stop = smtp_stop,
+	.fini = smtp_fini,
 };

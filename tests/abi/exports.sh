@@ -42,7 +42,8 @@ for m in $modules; do
 done
 
 # Runs loadmod on a config; checks that all six loaded, in dependency order,
-# and that each said at startup what it cannot do yet.
+# and that each module still being built said at startup what it cannot
+# do yet (smtp is complete and must not).
 loadmod() {
 	label=$1
 	if OSPREY_MODULE_PATH=$path "$top_builddir/tests/abi/loadmod" \
@@ -55,6 +56,12 @@ loadmod() {
 		esac
 		[ "$n" -eq 6 ] || { echo "FAIL $label: $n modules"; fail=1; }
 		for m in $modules; do
+			if [ "$m" = smtp ]; then
+				! grep -q " warn $m .*not implemented" \
+				    "$tmp/out" ||
+				    { echo "FAIL $label: smtp warns"; fail=1; }
+				continue
+			fi
 			grep -q " warn $m .*not implemented yet" "$tmp/out" ||
 			    { echo "FAIL $label: $m does not warn"; fail=1; }
 		done
