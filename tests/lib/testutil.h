@@ -26,6 +26,10 @@ const char *osp_test_tmpdir(void);
 /* Writes `text` to dir/name; returns the full path (heap: caller frees). */
 char	*osp_test_write_file(const char *dir, const char *name,
 	    const char *text);
+/* "dir/name" (heap: caller frees). */
+char	*osp_test_path(const char *dir, const char *name);
+/* Runs a shell command built like printf; returns system()'s status. */
+int	osp_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Top source dir ($top_srcdir, else "."), for fixtures. */
 const char *osp_test_srcdir(void);
 

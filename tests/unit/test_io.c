@@ -27,30 +27,6 @@ static struct {
 	bool		 ok;
 } certs;
 
-static char *
-path_in(const char *dir, const char *name)
-{
-	char *p;
-
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		abort();
-	return p;
-}
-
-static int
-sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 /* A CA, a server certificate for localhost (and 127.0.0.1), and one for
  * other.test, all signed by the CA. ECDSA keys: quick to make. */
@@ -73,7 +49,7 @@ make_certs(void)
 	free(osp_test_write_file(d, "oth.tmpl",
 	    "cn = \"other.test\"\ndns_name = \"other.test\"\n"
 	    "tls_www_server\nsigning_key\nexpiration_days = 30\n"));
-	if (sh("cd '%s' && ("
+	if (osp_test_sh("cd '%s' && ("
 	    "certtool -p --key-type ecdsa --outfile ca.key && "
 	    "certtool -s --load-privkey ca.key --template ca.tmpl "
 	    "--outfile ca.pem && "
@@ -87,11 +63,11 @@ make_certs(void)
 		fprintf(stderr, "certtool failed, see %s/certtool.log\n", d);
 		return false;
 	}
-	certs.ca = path_in(d, "ca.pem");
-	certs.srv_cert = path_in(d, "srv.pem");
-	certs.srv_key = path_in(d, "srv.key");
-	certs.oth_cert = path_in(d, "oth.pem");
-	certs.oth_key = path_in(d, "oth.key");
+	certs.ca = osp_test_path(d, "ca.pem");
+	certs.srv_cert = osp_test_path(d, "srv.pem");
+	certs.srv_key = osp_test_path(d, "srv.key");
+	certs.oth_cert = osp_test_path(d, "oth.pem");
+	certs.oth_key = osp_test_path(d, "oth.key");
 	certs.ok = true;
 	return true;
 }

@@ -55,30 +55,6 @@ static struct {
 			*c2_key;
 } fx;
 
-static char *
-path_in(const char *dir, const char *name)
-{
-	char *p;
-
-	if (asprintf(&p, "%s/%s", dir, name) < 0)
-		abort();
-	return p;
-}
-
-static int
-sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 /* base64 of a string, heap. */
 static char *
@@ -114,7 +90,7 @@ set_scram_salt(const char *account, const char *hash, const char *pw,
 	s3 = b64(k.server_key, k.key_len);
 	if (asprintf(&val, "4096,%s,%s,%s", s1, s2, s3) < 0)
 		abort();
-	path = path_in(fx.dir, "auth.db");
+	path = osp_test_path(fx.dir, "auth.db");
 	CU_ASSERT_FATAL(sqlite3_open(path, &db) == SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
 	CU_ASSERT_FATAL(sqlite3_prepare_v2(db, strcmp(hash, "SHA-1") == 0 ?
@@ -173,7 +149,7 @@ setup(void)
 	free(osp_test_write_file(fx.dir, "cli.tmpl",
 	    "cn = \"alice\"\ntls_www_client\nsigning_key\n"
 	    "expiration_days = 30\n"));
-	CU_ASSERT_FATAL(sh("cd '%s' && ("
+	CU_ASSERT_FATAL(osp_test_sh("cd '%s' && ("
 	    "certtool -p --key-type ecdsa --outfile srv.key && "
 	    "certtool -s --load-privkey srv.key --template srv.tmpl "
 	    "--outfile srv.pem && "
@@ -183,12 +159,12 @@ setup(void)
 	    "certtool -p --key-type ecdsa --outfile c2.key && "
 	    "certtool -s --load-privkey c2.key --template cli.tmpl "
 	    "--outfile c2.pem) >certtool.log 2>&1", fx.dir) == 0);
-	fx.srv_cert = path_in(fx.dir, "srv.pem");
-	fx.srv_key = path_in(fx.dir, "srv.key");
-	fx.c1_cert = path_in(fx.dir, "c1.pem");
-	fx.c1_key = path_in(fx.dir, "c1.key");
-	fx.c2_cert = path_in(fx.dir, "c2.pem");
-	fx.c2_key = path_in(fx.dir, "c2.key");
+	fx.srv_cert = osp_test_path(fx.dir, "srv.pem");
+	fx.srv_key = osp_test_path(fx.dir, "srv.key");
+	fx.c1_cert = osp_test_path(fx.dir, "c1.pem");
+	fx.c1_key = osp_test_path(fx.dir, "c1.key");
+	fx.c2_cert = osp_test_path(fx.dir, "c2.pem");
+	fx.c2_key = osp_test_path(fx.dir, "c2.key");
 	fx.ok = true;
 }
 
@@ -1066,7 +1042,7 @@ test_cert_table(void)
 	CU_ASSERT_EQUAL(osp_auth_cert_remove(other, "bob", "kept", &err),
 	    OSP_OK);
 	osp_auth_close(other);
-	path = path_in(fx.dir, "auth.db");
+	path = osp_test_path(fx.dir, "auth.db");
 	CU_ASSERT_FATAL(sqlite3_open(path, &db) == SQLITE_OK);
 	CU_ASSERT(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st,
 	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
@@ -1380,7 +1356,7 @@ run_client(bool implicit_tls, const char *args, int want)
 	status = pclose(f);
 	osp_tls_server_free(m.srv);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != want)
-		(void)sh("cat '%s/client.log' >&2", fx.dir);
+		(void)osp_test_sh("cat '%s/client.log' >&2", fx.dir);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
