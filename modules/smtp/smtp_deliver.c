@@ -18,33 +18,97 @@
 /*
  * Accounts stay open once a delivery opened them (osp_account_open runs
  * migrations and opens SQLite: not something to repeat per message, nor
- * to do on the loop). Main thread only; released in fini().
+ * to do on the loop), up to SMTP_ACC_MAX; beyond that the least recently
+ * used one that no delivery holds is released, on a worker because the
+ * last reference closes its database. Main thread only; the rest are
+ * released in fini().
  */
+#define SMTP_ACC_MAX	128
+
 struct smtp_acc_cache {
 	char			*name;
 	struct osp_account	*acc;
+	unsigned		 inuse;		/* targets holding acc */
+	uint64_t		 last;		/* osp_now_ms() of last use */
 };
 static struct smtp_acc_cache	*smtp_accs;
 static size_t			 smtp_naccs, smtp_accsize;
 
-static struct osp_account *
-smtp_acc_find(const char *name)
+static struct smtp_acc_cache *
+smtp_acc_entry(const char *name)
 {
 	size_t i;
 
 	for (i = 0; i < smtp_naccs; i++)
 		if (strcmp(smtp_accs[i].name, name) == 0)
-			return smtp_accs[i].acc;
+			return &smtp_accs[i];
 	return NULL;
+}
+
+/* The cached account, held until smtp_acc_put (it is not released while
+ * held), or NULL when it is not open. */
+static struct osp_account *
+smtp_acc_get(const char *name)
+{
+	struct smtp_acc_cache *e = smtp_acc_entry(name);
+
+	if (e == NULL)
+		return NULL;
+	e->inuse++;
+	e->last = osp_now_ms();
+	return e->acc;
+}
+
+static void
+smtp_acc_put(struct osp_account *acc)
+{
+	size_t i;
+
+	for (i = 0; i < smtp_naccs; i++)
+		if (smtp_accs[i].acc == acc && smtp_accs[i].inuse > 0) {
+			smtp_accs[i].inuse--;
+			return;
+		}
+}
+
+static void
+smtp_acc_close_work(void *arg)
+{
+	osp_account_unref(arg);
+}
+
+static void
+smtp_acc_close_done(void *arg)
+{
+}
+
+/* Releases the least recently used account nobody holds, if any. */
+static void
+smtp_acc_evict(void)
+{
+	size_t i, victim = smtp_naccs;
+
+	for (i = 0; i < smtp_naccs; i++)
+		if (smtp_accs[i].inuse == 0 && (victim == smtp_naccs ||
+		    smtp_accs[i].last < smtp_accs[victim].last))
+			victim = i;
+	if (victim == smtp_naccs)
+		return;
+	osp_worker_submit(smtp_acc_close_work, smtp_acc_close_done,
+	    smtp_accs[victim].acc);
+	osp_free(smtp_accs[victim].name);
+	smtp_accs[victim] = smtp_accs[--smtp_naccs];
 }
 
 static void
 smtp_acc_add(const char *name, struct osp_account *acc)
 {
-	if (smtp_acc_find(name) != NULL) {
+	if (smtp_acc_entry(name) != NULL) {
 		osp_account_unref(acc);
 		return;
 	}
+	if (smtp_naccs >= SMTP_ACC_MAX)
+		smtp_acc_evict();
 	if (smtp_naccs == smtp_accsize) {
 		smtp_accsize = smtp_accsize == 0 ? 16 : smtp_accsize * 2;
 		smtp_accs = osp_reallocarray(smtp_accs, smtp_accsize,
@@ -52,6 +116,8 @@ smtp_acc_add(const char *name, struct osp_account *acc)
 	}
 	smtp_accs[smtp_naccs].name = osp_strdup(name);
 	smtp_accs[smtp_naccs].acc = acc;
+	smtp_accs[smtp_naccs].inuse = 0;
+	smtp_accs[smtp_naccs].last = osp_now_ms();
 	smtp_naccs++;
 }
 
@@ -125,6 +191,8 @@ smtp_job_free(struct smtp_job *job)
 		osp_buf_deinit(&job->targets[i].prefix);
 		if (job->targets[i].opened != NULL)
 			osp_account_unref(job->targets[i].opened);
+		if (job->targets[i].acc != NULL)
+			smtp_acc_put(job->targets[i].acc);
 	}
 	for (i = 0; i < job->nrcpts; i++)
 		osp_free(job->rcpts[i]);
@@ -403,7 +471,8 @@ smtp_deliver_all(struct smtp_job *job)
 			smtp_acc_add(tg->account, tg->opened);
 			tg->opened = NULL;
 		}
-		tg->acc = smtp_acc_find(tg->account);
+		if (tg->acc == NULL)
+			tg->acc = smtp_acc_get(tg->account);
 	}
 	/* Counted before any call: a completion may run early. */
 	job->pending = job->ntargets + 1;
@@ -601,7 +670,9 @@ smtp_deliver_start(struct smtp_session *s)
 			tg->account = osp_strdup(rc->account);
 			tg->mailbox = osp_strdup(mbox);
 			tg->rcpt = osp_strdup(t->rcpts[i].path.address);
-			tg->acc = smtp_acc_find(rc->account);
+			/* Held from here: the worker skips opening it, so
+			 * it must not be released before delivery. */
+			tg->acc = smtp_acc_get(rc->account);
 			if (tg->acc == NULL)
 				need_worker = true;
 			/* RFC 5321 §4.4: Return-Path at final delivery. */
