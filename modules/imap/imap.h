@@ -254,4 +254,39 @@ int	imap_parse_seqset(struct osp_pool *pool, const char *s,
 int	imap_parse_datetime(const char *s, time_t *t_r, int *zone_r);
 int	imap_parse_date(const char *s, time_t *t_r);
 
+/* ---- mailbox names (imap_mailbox.c) ---------------------------------- */
+
+/*
+ * Mailbox names travel as modified UTF-7 (RFC 3501 §5.1.3) to IMAP4rev1
+ * clients and as UTF-8 (RFC 9051 §5.1, RFC 6855 §3) once a client enables
+ * UTF8=ACCEPT or IMAP4rev2; the store keeps UTF-8. Any thread. Results
+ * are allocated from pool; *error_r is a static string. All functions
+ * return OSP_OK or -EINVAL.
+ *
+ * imap_mailbox_from_mutf7() decodes strictly: only the canonical encoding
+ * the encoder below produces is accepted (8-bit bytes, control
+ * characters, bad base64, unterminated or adjacent shifts, shifts that
+ * encode printable US-ASCII or NUL, non-zero or surplus leftover bits,
+ * unpaired surrogates are rejected), so each name has exactly one
+ * spelling. It does not check the result is a usable mailbox name: call
+ * imap_mailbox_valid_utf8() on it.
+ *
+ * imap_mailbox_to_mutf7() encodes valid UTF-8 (malformed, overlong,
+ * surrogate or out-of-range sequences are rejected): printable US-ASCII
+ * (0x20-0x7e) is sent directly with '&' as "&-", everything else in one
+ * modified base64 shift per run.
+ *
+ * imap_mailbox_valid_utf8() says whether name may name a mailbox: not
+ * empty, at most IMAP_MAILBOX_NAME_MAX bytes (the store's limit), valid
+ * UTF-8, no C0 or C1 control character or DEL (RFC 9051 §5.1 refers to
+ * RFC 5198 §2), and no empty level of the '/' hierarchy (no leading,
+ * trailing or doubled '/').
+ */
+#define IMAP_MAILBOX_NAME_MAX	255
+int	imap_mailbox_from_mutf7(struct osp_pool *pool, const char *in,
+	    const char **utf8_r, const char **error_r);
+int	imap_mailbox_to_mutf7(struct osp_pool *pool, const char *utf8,
+	    const char **mutf7_r, const char **error_r);
+int	imap_mailbox_valid_utf8(const char *name, const char **error_r);
+
 #endif
