@@ -237,37 +237,6 @@ osp_mime_put_utf8(struct osp_buf *out, uint32_t c)
 	}
 }
 
-/* Length of a valid UTF-8 sequence at s (RFC 3629 §4), or 0. */
-static size_t
-codec_utf8_len(const unsigned char *s, size_t len)
-{
-	size_t n, i;
-	uint32_t c;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (len < n)
-		return 0;
-	c = s[0] & (0x7f >> n);
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 ||
-	    c > 0x10ffff)) || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /* UTF-8 kept; other bytes read as Latin-1. Returns whether any byte was
  * not UTF-8. */
 static bool
@@ -277,7 +246,7 @@ codec_utf8_or_latin1(const unsigned char *s, size_t len, struct osp_buf *out)
 	bool replaced = false;
 
 	while (i < len) {
-		n = codec_utf8_len(s + i, len - i);
+		n = osp_utf8_decode(s + i, len - i, NULL);
 		if (n == 0) {
 			osp_mime_put_utf8(out, s[i]);
 			replaced = true;

@@ -215,43 +215,6 @@ osp_store_stats(uint64_t *batches_r, uint64_t *messages_r)
 
 /* ---- accounts -------------------------------------------------------- */
 
-/* Decodes the UTF-8 sequence at p (RFC 3629 §4: no overlong forms, no
- * surrogates, nothing above U+10FFFF) into *cp_r; returns its length, 0
- * when invalid. */
-static size_t
-store_utf8_decode(const unsigned char *p, uint32_t *cp_r)
-{
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		if ((p[1] & 0xc0) != 0x80)
-			return 0;
-		*cp_r = (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
-		return 2;
-	}
-	if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-			return 0;
-		if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed &&
-		    p[1] > 0x9f))
-			return 0;
-		*cp_r = (uint32_t)(p[0] & 0x0f) << 12 |
-		    (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
-		return 3;
-	}
-	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
-		    (p[3] & 0xc0) != 0x80)
-			return 0;
-		if ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 &&
-		    p[1] > 0x8f))
-			return 0;
-		*cp_r = (uint32_t)(p[0] & 0x07) << 18 |
-		    (uint32_t)(p[1] & 0x3f) << 12 |
-		    (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
-		return 4;
-	}
-	return 0;
-}
-
 /* Non-ASCII code points that are no part of a name: C1 controls, the
  * invisible and spacing ones (no-break and other spaces, zero-width and
  * bidi controls, soft hyphen, BOM, variation selectors, tags), private
@@ -286,7 +249,9 @@ store_account_name_valid(const char *name)
 			p++;
 			continue;
 		}
-		if ((n = store_utf8_decode(p, &cp)) == 0 ||
+		/* Other ASCII is refused; non-ASCII must be well formed. */
+		if (*p < 0x80 ||
+		    (n = osp_utf8_decode(p, SIZE_MAX, &cp)) == 0 ||
 		    !store_name_cp_ok(cp))
 			return false;
 		p += n;

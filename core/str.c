@@ -84,6 +84,50 @@ osp_str_is_hostname(const char *s)
 	return total > 0 && total <= 253 && label > 0 && prev != '-';
 }
 
+size_t
+osp_utf8_decode(const void *sv, size_t len, uint32_t *cp_r)
+{
+	const unsigned char *s = sv;
+	unsigned char lo = 0x80, hi = 0xbf;
+	uint32_t cp;
+	size_t n, i;
+
+	if (len == 0)
+		return 0;
+	if (s[0] < 0x80) {
+		n = 1;
+		cp = s[0];
+	} else if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		cp = s[0] & 0x0f;
+		if (s[0] == 0xe0)
+			lo = 0xa0;		/* overlong */
+		else if (s[0] == 0xed)
+			hi = 0x9f;		/* surrogates */
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07;
+		if (s[0] == 0xf0)
+			lo = 0x90;		/* overlong */
+		else if (s[0] == 0xf4)
+			hi = 0x8f;		/* above U+10FFFF */
+	} else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if (i >= len || s[i] < lo || s[i] > hi)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	if (cp_r != NULL)
+		*cp_r = cp;
+	return n;
+}
+
 int
 osp_str_hexval(int c)
 {

@@ -121,45 +121,6 @@ skip_sp(const char *s)
 	return s;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence (RFC 3629 §4) of 2 to 4 bytes
- * starting at s, or 0: overlong forms, surrogates, code points above
- * U+10FFFF, and truncated sequences (the NUL terminator stops them) are
- * all malformed.
- */
-static size_t
-utf8_seq(const unsigned char *s)
-{
-	unsigned char c = s[0];
-
-	if (c >= 0xc2 && c <= 0xdf)
-		return s[1] >= 0x80 && s[1] <= 0xbf ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = 0x80, hi = 0xbf;
-
-		if (c == 0xe0)
-			lo = 0xa0;		/* overlong */
-		else if (c == 0xed)
-			hi = 0x9f;		/* surrogates */
-		if (s[1] < lo || s[1] > hi || s[2] < 0x80 || s[2] > 0xbf)
-			return 0;
-		return 3;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = 0x80, hi = 0xbf;
-
-		if (c == 0xf0)
-			lo = 0x90;		/* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f;		/* above U+10FFFF */
-		if (s[1] < lo || s[1] > hi || s[2] < 0x80 || s[2] > 0xbf ||
-		    s[3] < 0x80 || s[3] > 0xbf)
-			return 0;
-		return 4;
-	}
-	return 0;
-}
-
 /* RFC 5322 §3.2.3 atext, as RFC 5321 §4.1.2 uses it. */
 static bool
 is_atext(unsigned char c)
@@ -185,7 +146,7 @@ is_qtext(unsigned char c)
 static void
 take_nonascii(const char **sp, struct smtp_path *path, bool *bad_utf8)
 {
-	size_t n = utf8_seq((const unsigned char *)*sp);
+	size_t n = osp_utf8_decode(*sp, SIZE_MAX, NULL);
 
 	path->utf8 = true;
 	if (n == 0) {
@@ -616,7 +577,7 @@ utf8_addr_decode(struct osp_pool *pool, const char *s, bool smtputf8)
 			osp_buf_append(&b, s, 1);
 			s++;
 		} else if (c >= 0x80 && smtputf8) {
-			size_t n = utf8_seq((const unsigned char *)s);
+			size_t n = osp_utf8_decode(s, SIZE_MAX, NULL);
 
 			/* C1 controls (U+0080..U+009F) as for \x{} */
 			if (n == 0 || (c == 0xc2 && (unsigned char)s[1] < 0xa0))
@@ -696,8 +657,8 @@ split_params(struct osp_pool *pool, const char *s, bool utf8,
 				unsigned char c = (unsigned char)*t;
 
 				if (c >= 0x80 && utf8) {
-					size_t m = utf8_seq(
-					    (const unsigned char *)t);
+					size_t m = osp_utf8_decode(t,
+					    SIZE_MAX, NULL);
 
 					if (m == 0)
 						return -1;

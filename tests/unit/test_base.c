@@ -247,6 +247,46 @@ test_id(void)
 	CU_ASSERT_STRING_EQUAL(s, "0000000000000001");
 }
 
+/* The one UTF-8 sequence decoder (RFC 3629 §4 boundaries). */
+static void
+test_utf8_decode(void)
+{
+	static const struct {
+		const char	*in;
+		size_t		 len;
+		size_t		 want;
+		uint32_t	 cp;
+	} t[] = {
+		{ "a", 1, 1, 'a' },
+		{ "\xc2\x80", 2, 2, 0x80 },
+		{ "\xc1\xbf", 2, 0, 0 },		/* overlong */
+		{ "\xe0\x9f\xbf", 3, 0, 0 },		/* overlong */
+		{ "\xe0\xa0\x80", 3, 3, 0x800 },
+		{ "\xed\x9f\xbf", 3, 3, 0xd7ff },
+		{ "\xed\xa0\x80", 3, 0, 0 },		/* surrogate */
+		{ "\xef\xbf\xbf", 3, 3, 0xffff },
+		{ "\xf0\x8f\xbf\xbf", 4, 0, 0 },	/* overlong */
+		{ "\xf0\x90\x80\x80", 4, 4, 0x10000 },
+		{ "\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff },
+		{ "\xf4\x90\x80\x80", 4, 0, 0 },	/* > U+10FFFF */
+		{ "\xf5\x80\x80\x80", 4, 0, 0 },
+		{ "\x80", 1, 0, 0 },
+		{ "\xe2\x82\xac", 2, 0, 0 },		/* truncated by len */
+		{ "\xe2\x82", SIZE_MAX, 0, 0 },	/* stopped by NUL */
+	};
+	uint32_t cp;
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		cp = 0;
+		CU_ASSERT_EQUAL(osp_utf8_decode(t[i].in, t[i].len, &cp),
+		    t[i].want);
+		if (t[i].want != 0)
+			CU_ASSERT_EQUAL(cp, t[i].cp);
+	}
+	CU_ASSERT_EQUAL(osp_utf8_decode("", 0, NULL), 0);
+}
+
 /* Received-header ids: round trip, key file, tampering, other keys. */
 static void
 test_cid(void)
@@ -310,6 +350,7 @@ main(int argc, char **argv)
 		OSP_TEST(test_log_file),
 		OSP_TEST(test_id),
 		OSP_TEST(test_cid),
+		OSP_TEST(test_utf8_decode),
 		OSP_TEST_END,
 	};
 
